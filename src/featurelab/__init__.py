@@ -1,0 +1,43 @@
+"""featurelab: transfer learning by feature extraction with pretrained CNNs, the course kit.
+
+``import featurelab as fl`` gives the helper modules the notebooks use:
+
+* ``fl.profiles``  full / grading / smoke: data sizes, weights policy, thresholds
+* ``fl.data``      dataset registry, downloads with checksums, loaders, tiny fixtures
+* ``fl.backbones`` pretrained VGG16 / MobileNetV3-Large / ResNet-18 with their cut points
+* ``fl.features``  fast batched feature extraction with an on-disk cache
+* ``fl.metrics``   clustering accuracy (Hungarian), NMI, ARI, confusion matrix
+* ``fl.plots``     image grids, feature maps, training curves, confusion matrices
+* ``fl.train``     a small Trainer for classification heads
+* ``fl.device``    automatic device choice (cuda > mps > cpu)
+
+Submodules are imported lazily so that ``import featurelab`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_SUBMODULES = (
+    "backbones",
+    "data",
+    "device",
+    "features",
+    "metrics",
+    "plots",
+    "profiles",
+    "reporting",
+    "train",
+)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_SUBMODULES))

@@ -1,0 +1,49 @@
+import pytest
+
+from featurelab.profiles import PROFILE_ENV, ProfileError, get_profile, resolve_profile
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    monkeypatch.delenv(PROFILE_ENV, raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+
+
+def test_default_is_full():
+    assert resolve_profile() == "full"
+    assert resolve_profile(None) == "full"
+
+
+def test_requested_profile_is_used():
+    assert resolve_profile("smoke") == "smoke"
+    assert resolve_profile(" Grading ") == "grading"
+
+
+def test_nbgrader_execution_means_grading_even_if_notebook_asks_otherwise(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert resolve_profile("full") == "grading"
+
+
+def test_environment_variable_wins_over_everything(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.setenv(PROFILE_ENV, "smoke")
+    assert resolve_profile("full") == "smoke"
+
+
+def test_unknown_profile_is_a_clear_error(monkeypatch):
+    with pytest.raises(ProfileError, match="unknown profile 'fast'"):
+        resolve_profile("fast")
+    monkeypatch.setenv(PROFILE_ENV, "tiny")
+    with pytest.raises(ProfileError, match=PROFILE_ENV):
+        resolve_profile()
+
+
+def test_profile_facts():
+    assert get_profile("smoke").allow_random_weights
+    assert not get_profile("full").allow_random_weights
+    assert not get_profile("grading").allow_random_weights
+    assert get_profile("full").per_class("scene15", "train") is None
+    grading = get_profile("grading")
+    for dataset in ("scene15", "petimages", "cifar10"):
+        for split in ("train", "test"):
+            assert grading.per_class(dataset, split) > 0

@@ -1,0 +1,86 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from featurelab import plots
+from featurelab.train import Trainer, predicted_labels
+
+
+def _blobs(n=200, d=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=generator)
+    x = torch.randn(n, d, generator=generator) + 3.0 * labels[:, None].float()
+    return TensorDataset(x, labels)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_trainer_learns_separable_data_and_records_history(binary):
+    torch.manual_seed(0)
+    data = _blobs()
+    loader = DataLoader(data, batch_size=32, shuffle=True)
+    model = nn.Linear(8, 1 if binary else 2)
+    loss = nn.BCEWithLogitsLoss() if binary else nn.CrossEntropyLoss()
+    trainer = Trainer(model, loss, torch.optim.Adam(model.parameters(), lr=0.05), progress=False)
+    history = trainer.fit(loader, DataLoader(data, batch_size=64), epochs=4)
+    assert len(history["loss"]) == len(history["val_acc"]) == 4
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["val_acc"][-1] > 0.95
+    logits, labels = trainer.predict(DataLoader(data, batch_size=64))
+    assert logits.shape == (200, 1 if binary else 2)
+    assert (predicted_labels(logits) == labels).float().mean() > 0.95
+    assert not model.training
+
+
+def test_predicted_labels_thresholds_logits_at_zero():
+    assert predicted_labels(torch.tensor([[-0.1], [0.1], [2.0]])).tolist() == [0, 1, 1]
+    assert predicted_labels(torch.tensor([[0.1, 0.9], [3.0, -1.0]])).tolist() == [1, 0]
+
+
+def test_trainer_progress_false_is_silent(capfd):
+    data = _blobs(32)
+    model = nn.Linear(8, 2)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1), progress=False)
+    trainer.fit(DataLoader(data, batch_size=16), epochs=1)
+    captured = capfd.readouterr()
+    assert captured.err == ""
+
+
+def test_show_images_accepts_tensors_and_pil_and_unnormalises():
+    images = torch.rand(5, 3, 16, 16)
+    normalised = (images - torch.tensor(plots.IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        plots.IMAGENET_STD
+    ).view(1, 3, 1, 1)
+    fig = plots.show_images(
+        normalised, titles=list("abcde"), mean=plots.IMAGENET_MEAN, std=plots.IMAGENET_STD, show=False
+    )
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, images[0].permute(1, 2, 0).numpy(), atol=1e-5)
+    assert [ax.get_title() for ax in fig.axes[:5]] == list("abcde")
+    pil = [Image.new("L", (10, 12)), Image.new("RGB", (8, 8), (255, 0, 0))]
+    assert plots.show_images(pil, show=False) is not None
+    with pytest.raises(ValueError, match="titles"):
+        plots.show_images(pil, titles=["one"], show=False)
+
+
+def test_feature_maps_history_confusion_embedding():
+    maps = torch.zeros(10, 4, 4)
+    maps[7] += 5.0
+    fig = plots.show_feature_maps(maps, max_maps=3, order="activation", show=False)
+    assert fig.axes[0].get_title() == "7"
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        plots.show_feature_maps(torch.zeros(4, 4), show=False)
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "acc": [0.5, 0.8], "val_acc": []}
+    fig = plots.plot_history(history, show=False)
+    assert len(fig.axes) == 2
+    fig = plots.plot_confusion_matrix(np.array([[3, 1], [0, 4]]), ["cat", "dog"], show=False)
+    assert fig.axes[0].get_xlabel() == "predicted"
+    features = torch.randn(30, 6)
+    labels = torch.arange(30) % 3
+    assert plots.plot_embedding_2d(features, labels, show=False) is not None

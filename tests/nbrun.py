@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     except CellExecutionError as error:
         print(f"FAILED: {args.notebook}\n{error}", file=sys.stderr)
         return 1
-    for index, (cell, seconds) in enumerate(zip(nb.cells, times)):
+    for index, (cell, seconds) in enumerate(zip(nb.cells, times, strict=False)):
         if cell.cell_type == "code" and seconds > 0.5:
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
             print(f"  cell {index:3d} {grade_id:40s} {seconds:7.1f} s")

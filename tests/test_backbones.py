@@ -86,7 +86,7 @@ def test_random_init_is_seeded_and_leaves_the_global_rng_alone():
     after = torch.rand(1)
     second, _, _ = backbones.load_model("resnet18", pretrained=False)
     assert torch.equal(before, after)
-    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

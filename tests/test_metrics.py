@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import adjusted_rand_score, confusion_matrix as sk_confusion_matrix
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
 from featurelab import metrics
 

@@ -85,7 +85,7 @@ def show_images(
     if titles is not None and len(titles) != len(items):
         raise ValueError(f"{len(titles)} titles for {len(items)} images")
     fig, axes = _grid(len(items), ncols, cell_size)
-    for i, (ax, image) in enumerate(zip(axes.flat, items)):
+    for i, (ax, image) in enumerate(zip(axes.flat, items, strict=False)):
         array = to_displayable(image, mean, std)
         ax.imshow(array, cmap="gray" if array.ndim == 2 else None, vmin=0, vmax=1)
         if titles is not None:
@@ -123,7 +123,7 @@ def show_feature_maps(
     else:
         raise ValueError("order must be 'index' or 'activation'")
     fig, axes = _grid(len(channels), ncols, cell_size)
-    for ax, channel in zip(axes.flat, channels):
+    for ax, channel in zip(axes.flat, channels, strict=False):
         ax.imshow(tensor[channel].numpy(), cmap=cmap)
         ax.set_title(str(channel), fontsize=7)
     if suptitle:
@@ -145,7 +145,7 @@ def plot_history(
     if not present:
         raise ValueError(f"history has no loss/acc curves (keys: {sorted(history)})")
     fig, axes = plt.subplots(1, len(present), figsize=(5 * len(present), 3.5), squeeze=False)
-    for ax, (name, keys) in zip(axes.flat, present):
+    for ax, (name, keys) in zip(axes.flat, present, strict=False):
         for key in keys:
             values = list(history[key])
             ax.plot(range(1, len(values) + 1), values, marker="o", label=key)

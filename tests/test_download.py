@@ -1,0 +1,236 @@
+"""Downloads end to end against a local HTTP server (127.0.0.1, ephemeral port): no internet.
+
+The server serves an archive built from the fixtures and can misbehave on purpose: cut the
+connection half-way, ignore ``Range`` requests, or answer an HTTP error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import socket
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from featurelab import data
+
+# The scene15 fixture's structure, for a registry entry that accepts it.
+FIXTURE_SCENE15_COUNTS = {
+    f"{split}/{c}": (n, n)
+    for split, n in data.FIXTURE_COUNTS["scene15"].items()
+    for c in data.SCENE15_CLASSES
+}
+
+
+@dataclasses.dataclass
+class Behaviour:
+    """What the test server does; ``requests`` records each request's headers."""
+
+    payload: bytes
+    cuts: int = 0  # this many answers stop after half of their body and close the connection
+    ignore_range: bool = False
+    status: int | None = None  # answer this HTTP error instead
+    requests: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # the name http.server dispatches to
+        behaviour: Behaviour = self.server.behaviour
+        behaviour.requests.append(dict(self.headers))
+        if behaviour.status is not None:
+            self.send_error(behaviour.status)
+            return
+        payload, start = behaviour.payload, 0
+        byte_range = self.headers.get("Range")
+        if byte_range and not behaviour.ignore_range:
+            start = int(byte_range.removeprefix("bytes=").split("-")[0])
+            if start >= len(payload):
+                self.send_error(416)
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+        else:
+            self.send_response(200)
+        body = payload[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour.cuts:
+            behaviour.cuts -= 1
+            body = body[: len(body) // 2]  # then the connection closes: fewer bytes than announced
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+
+@pytest.fixture
+def server():
+    """``(base URL, Behaviour)``; set ``behaviour.payload`` and friends in the test."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.behaviour = Behaviour(payload=b"")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", httpd.behaviour
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def scene_zip(tmp_path_factory, fixture_root) -> bytes:
+    """The scene15 fixture as a zip in the real archive's layout (15SceneData/...)."""
+    folder = fixture_root / "scene15" / "15SceneData"
+    archive = tmp_path_factory.mktemp("archives") / "15SceneData.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as out:
+        for rel in data.list_files(folder):
+            out.write(folder / rel, f"15SceneData/{rel}")
+    return archive.read_bytes()
+
+
+@pytest.fixture
+def scene15(server, scene_zip, tmp_path, monkeypatch):
+    """scene15 served locally with its sha256 pinned; returns (behaviour, archive target path)."""
+    url, behaviour = server
+    behaviour.payload = scene_zip
+    monkeypatch.setenv("FEATURELAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("FEATURELAB_URL_SCENE15", f"{url}/15SceneData.zip")
+    monkeypatch.setenv("FEATURELAB_SHA256_SCENE15", hashlib.sha256(scene_zip).hexdigest())
+    return behaviour, tmp_path / "data" / "scene15" / "15SceneData.zip"
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_shows_byte_progress_verifies_and_is_not_repeated(scene15, capsys):
+    behaviour, target = scene15
+    assert data.download("scene15", progress=True) == target
+    assert target.read_bytes() == behaviour.payload
+    assert leftovers(target.parent) == [target.name]  # no .part left
+    progress = capsys.readouterr().err
+    assert "15SceneData.zip" in progress and "100%" in progress and "B/s" in progress
+    assert len(behaviour.requests) == 1 and "Range" not in behaviour.requests[0]
+    assert data.download("scene15", progress=True) == target
+    assert len(behaviour.requests) == 1  # verified on disk: not fetched again
+
+
+def test_cut_connection_is_resumed_with_a_range_request(scene15):
+    behaviour, target = scene15
+    behaviour.cuts = 1
+    data.download("scene15", progress=False)
+    assert target.read_bytes() == behaviour.payload
+    half = len(behaviour.payload) // 2
+    assert [r.get("Range") for r in behaviour.requests] == [None, f"bytes={half}-"]
+
+
+def test_a_download_cut_too_often_keeps_its_part_and_resumes_next_time(scene15):
+    behaviour, target = scene15
+    behaviour.cuts = 100
+    with pytest.raises(data.DownloadError, match="cut 5 times.*resumes when you run") as error:
+        data.download("scene15", progress=False)
+    assert "python data_scripts/get_data.py scene15" in str(error.value)
+    part = target.with_name(target.name + ".part")
+    size = part.stat().st_size
+    assert 0 < size < len(behaviour.payload) and not target.exists()
+    assert behaviour.payload.startswith(part.read_bytes())
+    behaviour.cuts = 0
+    data.download("scene15", progress=False)
+    assert behaviour.requests[-1]["Range"] == f"bytes={size}-"
+    assert target.read_bytes() == behaviour.payload and not part.exists()
+
+
+def test_server_ignoring_range_restarts_from_zero(scene15):
+    behaviour, target = scene15
+    behaviour.ignore_range = True
+    target.parent.mkdir(parents=True)
+    part = target.with_name(target.name + ".part")
+    stale = b"garbage from another file" * 100
+    part.write_bytes(stale)
+    data.download("scene15", progress=False)
+    assert behaviour.requests[0]["Range"] == f"bytes={len(stale)}-"
+    assert target.read_bytes() == behaviour.payload  # the 200 answer replaced the stale bytes
+
+
+def test_a_complete_part_answered_416_is_verified_and_kept(scene15):
+    behaviour, target = scene15
+    target.parent.mkdir(parents=True)
+    target.with_name(target.name + ".part").write_bytes(behaviour.payload)
+    data.download("scene15", progress=False)
+    assert target.read_bytes() == behaviour.payload
+    assert len(behaviour.requests) == 1
+
+
+def test_checksum_mismatch_overwrites_nothing(scene15, monkeypatch):
+    behaviour, target = scene15
+    monkeypatch.setenv("FEATURELAB_SHA256_SCENE15", "0" * 64)
+    with pytest.raises(data.ChecksumError, match="sha256 of .* expected 0000") as error:
+        data.download("scene15", progress=False)
+    assert "The download was deleted" in str(error.value)
+    assert leftovers(target.parent) == []
+    # A previous copy (which no longer matches the pinned checksum) is left untouched.
+    target.write_bytes(b"previous copy")
+    with pytest.raises(data.ChecksumError, match="was left as it was"):
+        data.download("scene15", progress=False)
+    assert target.read_bytes() == b"previous copy" and leftovers(target.parent) == [target.name]
+
+
+def test_structure_is_verified_where_no_checksum_is_published(scene15, monkeypatch):
+    behaviour, target = scene15
+    monkeypatch.delenv("FEATURELAB_SHA256_SCENE15")
+    with pytest.raises(data.VerificationError, match="train/Bedroom/ has 4 images, expected 100"):
+        data.download("scene15", progress=False)  # the fixture is not the real dataset
+    assert leftovers(target.parent) == []
+    spec = dataclasses.replace(data.REGISTRY["scene15"], image_counts=FIXTURE_SCENE15_COUNTS)
+    monkeypatch.setitem(data.REGISTRY, "scene15", spec)
+    assert data.download("scene15", progress=False).read_bytes() == behaviour.payload
+
+
+def test_prepare_downloads_extracts_and_loads(scene15, monkeypatch):
+    behaviour, target = scene15
+    spec = dataclasses.replace(data.REGISTRY["scene15"], image_counts=FIXTURE_SCENE15_COUNTS)
+    monkeypatch.setitem(data.REGISTRY, "scene15", spec)
+    folder = data.prepare("scene15", progress=False)
+    assert folder == target.parent / "15SceneData"
+    assert len(data.load_scene15("test")) == 30
+    assert data.prepare("scene15") == folder and len(behaviour.requests) == 1
+
+
+def test_offline_is_a_clear_error(tmp_path, monkeypatch):
+    with socket.socket() as probe:  # a port nobody listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/cifar-10-python.tar.gz"
+    monkeypatch.setenv("FEATURELAB_URL_CIFAR10", url)
+    root = tmp_path / "data"
+    with pytest.raises(data.DownloadError) as error:
+        data.prepare("cifar10", root=root, progress=False)
+    message = str(error.value)
+    assert url in message and "refused" in message.lower()
+    assert str(root / "cifar10" / "cifar-10-python.tar.gz") in message
+    assert f"python data_scripts/get_data.py cifar10 --root {root}" in message
+    assert "FEATURELAB_URL_CIFAR10" in message
+    assert leftovers(root / "cifar10") == []
+
+
+def test_http_error_is_a_clear_error(scene15, server):
+    behaviour, target = scene15
+    behaviour.status = 404
+    with pytest.raises(data.DownloadError, match="HTTP 404 Not Found") as error:
+        data.download("scene15", progress=False)
+    assert str(target) in str(error.value) and leftovers(target.parent) == []
+
+
+def test_dns_failure_is_a_clear_error(tmp_path, monkeypatch):
+    import urllib.request
+    from urllib.error import URLError
+
+    def no_dns(request, timeout):
+        raise URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_dns)
+    with pytest.raises(data.DownloadError, match="gaierror: .*Name or service not known") as error:
+        data.download("petimages", root=tmp_path, progress=False)
+    assert "download.microsoft.com" in str(error.value)
+    assert "get_data.py petimages --root" in str(error.value)

@@ -1,0 +1,242 @@
+"""Reference checks for tp5_cifar10_clustering (CIFAR-10 clustering with VGG16 features).
+
+The hidden tests of ``solutions/tp5_cifar10_clustering`` call these functions. Everything here
+is independent of the weights (works with the random-initialised network of the smoke
+profile): the student's code is compared with reference code *on the same model instance* and
+on fixed, seeded probes. Comparisons go through the monkeypatch-proof helpers of
+:mod:`autograder.checks`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+from . import _PRISTINE, _as_tensor
+
+ASSIGNMENT = "tp5_cifar10_clustering"
+NUM_CLASSES = 10
+FC7_NUM_PARAMS = 134_260_544  # features + fc6 + fc7 (ReLU and dropout have no parameters)
+LAYER_DIMS = {"pool5": 25088, "fc6": 4096, "fc7": 4096, "relu7": 4096, "logits": 1000}
+# Test images in the profiles whose datasets are fixed; "smoke" uses the fixtures whole.
+TEST_SIZES = {"full": 10_000, "grading": 10 * 30}  # Profile.per_class("cifar10", "test") = 30
+PROBE_SEED = 20200101
+# A k-means partition found by the student must be (nearly) as good as the reference one.
+INERTIA_SLACK = 1.10
+
+
+def probe_images(n: int = 2, size: int = 224, seed: int = PROBE_SEED) -> torch.Tensor:
+    """A fixed batch of inputs ``(n, 3, size, size)``."""
+    generator = torch.Generator().manual_seed(seed + size)
+    return torch.randn(n, 3, size, size, generator=generator)
+
+
+def reference_extractor(model: nn.Module, point: str) -> nn.Module:
+    """VGG16 ``model`` cut at ``point`` (pool5, fc6, fc7, relu7, logits), sharing parameters."""
+    from featurelab.backbones import cut
+
+    return cut(model, "vgg16", point)
+
+
+def reference_features(model: nn.Module, point: str, images: torch.Tensor) -> torch.Tensor:
+    """Features of ``images`` ``(N, 3, H, W)`` at ``point`` by the reference cut, ``(N, D)``."""
+    with torch.inference_mode():
+        return reference_extractor(model, point).eval()(images).clone()
+
+
+def shares_parameters(module: nn.Module, model: nn.Module) -> bool:
+    """True when every parameter of ``module`` *is* (same storage) a parameter of ``model``."""
+    owned = {p.data_ptr() for p in model.parameters()}
+    params = list(module.parameters())
+    return _PRISTINE["len"](params) > 0 and all(p.data_ptr() in owned for p in params)
+
+
+def num_parameters(module: nn.Module) -> int:
+    """Number of distinct scalar parameters of ``module``."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel()
+    return total
+
+
+def all_in_eval_mode(module: nn.Module) -> bool:
+    """True when ``module`` and all its submodules are in eval mode."""
+    return not any(m.training for m in module.modules())
+
+
+def probe_pool5(n: int = 5, seed: int = PROBE_SEED) -> torch.Tensor:
+    """Non-negative pool5-like vectors ``(n, 25088)`` (pool5 follows a ReLU and max-pool)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 25088, generator=generator) * 2.0
+
+
+def probe_vectors(seed: int = PROBE_SEED) -> torch.Tensor:
+    """``(7, 16)`` rows with negative entries and very different norms."""
+    generator = torch.Generator().manual_seed(seed + 7)
+    rows = torch.randn(7, 16, generator=generator)
+    scales = torch.tensor([1e-2, 0.3, 1.0, 1.0, 5.0, 50.0, 1e3]).unsqueeze(1)
+    return rows * scales
+
+
+def reference_cosine_similarity(features) -> torch.Tensor:
+    """Cosine similarity matrix ``(N, N)`` of the rows of ``features`` ``(N, D)`` (float64)."""
+    x = _as_tensor(features).double()
+    unit = torch.nn.functional.normalize(x, dim=1)
+    return unit @ unit.T
+
+
+def reference_cluster_accuracy(y_true, y_pred) -> float:
+    """Accuracy after the best one-to-one matching of cluster ids to classes (Hungarian).
+
+    Cluster ids and class ids are arbitrary integers; with more clusters than classes (or the
+    reverse) the unmatched ones count as errors.
+    """
+    true = np.asarray(_as_tensor(y_true).numpy()).astype(np.int64).ravel()
+    pred = np.asarray(_as_tensor(y_pred).numpy()).astype(np.int64).ravel()
+    if true.shape != pred.shape or true.size == 0:
+        raise AssertionError(f"label arrays of shapes {true.shape} and {pred.shape}")
+    classes, true_idx = np.unique(true, return_inverse=True)
+    clusters, pred_idx = np.unique(pred, return_inverse=True)
+    table = np.zeros((clusters.size, classes.size), dtype=np.int64)
+    np.add.at(table, (pred_idx, true_idx), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / true.size)
+
+
+def label_probes(seed: int = PROBE_SEED) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Pairs ``(y_true, y_pred)`` covering the cases a Hungarian accuracy must get right.
+
+    Random labellings (several sizes), a labelling equal to the truth up to a permutation of
+    the ids, more clusters than classes, fewer clusters than classes, non-contiguous ids.
+    """
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for n, k_true, k_pred in ((50, 3, 3), (200, 10, 10), (120, 10, 12), (90, 6, 4)):
+        y_true = rng.integers(0, k_true, n)
+        # a noisy copy of the truth under a random renaming, so that the matching matters
+        mapping = rng.permutation(max(k_true, k_pred))[:k_true]
+        y_pred = mapping[y_true]
+        noisy = rng.random(n) < 0.4
+        y_pred[noisy] = rng.integers(0, k_pred, noisy.sum())
+        pairs.append((y_true, y_pred))
+    y_true = rng.integers(0, 10, 100)
+    pairs.append((y_true, rng.permutation(10)[y_true]))  # a pure renaming: accuracy 1
+    pairs.append((y_true, np.array([0, 5, 9])[rng.integers(0, 3, 100)]))  # ids 0, 5, 9
+    return pairs
+
+
+def permuted_labelling(seed: int = PROBE_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``(y_true, y_pred)`` where ``y_pred`` renames every class: cluster accuracy 1."""
+    rng = np.random.default_rng(seed + 1)
+    y_true = rng.integers(0, 10, 60)
+    return y_true, (rng.permutation(10) + 3)[y_true]
+
+
+def direction_blobs(seed: int = PROBE_SEED) -> tuple[torch.Tensor, np.ndarray]:
+    """Four clusters that differ by *direction* only, with norms spread over 0.1 .. 10.
+
+    k-means on L2-normalised rows recovers them exactly; k-means on the raw rows splits
+    them by norm instead. Returns ``(features (80, 32) float32, labels (80,))``.
+    """
+    rng = np.random.default_rng(seed + 2)
+    directions = np.eye(4, 32) * 1.0 + 0.05 * rng.standard_normal((4, 32))
+    labels = np.repeat(np.arange(4), 20)
+    rows = directions[labels] + 0.05 * rng.standard_normal((80, 32))
+    scales = np.exp(rng.uniform(np.log(0.1), np.log(10.0), size=(80, 1)))
+    order = rng.permutation(80)
+    features = torch.from_numpy((rows * scales)[order].astype(np.float32))
+    return features, labels[order]
+
+
+def kmeans_inertia(features, assignment) -> float:
+    """k-means objective of ``assignment`` on the L2-normalised rows of ``features``.
+
+    Sum over samples of the squared distance to the mean of their cluster.
+    """
+    x = torch.nn.functional.normalize(_as_tensor(features).double(), dim=1).numpy()
+    labels = np.asarray(_as_tensor(assignment).numpy()).astype(np.int64).ravel()
+    total = 0.0
+    for cluster in np.unique(labels):
+        members = x[labels == cluster]
+        total += float(((members - members.mean(axis=0)) ** 2).sum())
+    return total
+
+
+def reference_kmeans(features, n_clusters: int = NUM_CLASSES, seed: int = 0) -> np.ndarray:
+    """k-means (10 restarts, fixed seed) on the L2-normalised rows of ``features``."""
+    from sklearn.cluster import KMeans
+
+    x = torch.nn.functional.normalize(_as_tensor(features).float(), dim=1).numpy()
+    return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(x)
+
+
+def probe_similarity(n: int = 12, seed: int = PROBE_SEED) -> torch.Tensor:
+    """A symmetric ``(n, n)`` similarity matrix with ones on the diagonal and no ties."""
+    generator = torch.Generator().manual_seed(seed + 3)
+    x = torch.randn(n, 8, generator=generator, dtype=torch.float64)
+    return reference_cosine_similarity(x)
+
+
+def reference_nearest_neighbours(similarity, queries, k: int) -> torch.Tensor:
+    """Indices ``(Q, k)`` of the ``k`` most similar items to each query, itself excluded."""
+    s = _as_tensor(similarity).double().clone()
+    q = torch.as_tensor(list(queries), dtype=torch.long)
+    rows = s[q]
+    rows[torch.arange(len(q)), q] = -float("inf")
+    return rows.topk(k, dim=1).indices
+
+
+def expected_test_size(profile: str, root=None) -> int:
+    """Number of CIFAR-10 test images for ``profile`` (fixtures: as generated)."""
+    if profile in TEST_SIZES:
+        return TEST_SIZES[profile]
+    from featurelab.data import load_cifar10
+
+    return _PRISTINE["len"](load_cifar10(train=False, profile=profile, root=root))
+
+
+def split_targets(profile: str, root=None) -> torch.Tensor:
+    """Labels ``(N,)`` of the CIFAR-10 test split of ``profile``, in dataset order."""
+    from featurelab.data import load_cifar10
+
+    return torch.as_tensor(load_cifar10(train=False, profile=profile, root=root).targets)
+
+
+def relative_error(actual, expected) -> float:
+    """``||actual - expected|| / ||expected||`` (float64; inf on a shape mismatch)."""
+    a = _as_tensor(actual).double().flatten()
+    b = _as_tensor(expected).double().flatten()
+    if tuple(a.shape) != tuple(b.shape):
+        return float("inf")
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-12))
+
+
+def features_of_head(head: nn.Module, pool5: torch.Tensor) -> torch.Tensor:
+    """``head`` (eval mode, no gradients) applied to pool5 vectors ``(N, 25088)`` in one go."""
+    with torch.inference_mode():
+        return head(pool5).clone()
+
+
+def first_images(profile: str, root=None, n: int = 2) -> torch.Tensor:
+    """The first ``n`` CIFAR-10 test images as the network sees them: ``(n, 3, 224, 224)``.
+
+    Same pipeline as the notebook: ``ToTensor`` + ImageNet ``Normalize`` at 32x32, then the
+    batch upsampled to 224 (bilinear, ``align_corners=False``), as
+    ``featurelab.features.extract(..., resize=224)`` does.
+    """
+    import torchvision.transforms as T
+
+    from featurelab.backbones import preprocessing
+    from featurelab.data import load_cifar10
+
+    imagenet = preprocessing("vgg16")
+    transform = T.Compose([T.ToTensor(), T.Normalize(mean=imagenet.mean, std=imagenet.std)])
+    dataset = load_cifar10(train=False, transform=transform, profile=profile, root=root)
+    batch = torch.stack([dataset[i][0] for i in range(n)])
+    return torch.nn.functional.interpolate(
+        batch, size=(224, 224), mode="bilinear", align_corners=False
+    )

@@ -1,0 +1,966 @@
+"""Grade a batch of submissions in parallel with nbgrader, one isolated course per submission.
+
+nbgrader's ``autograde`` cannot run in parallel on one gradebook, and a bad submission can
+hang, crash or eat the machine. So:
+
+* **Template, once per run**: the sources are copied into a template course and released
+  there (``generate_assignment``), which writes the gradebook (hidden tests, checksums) and
+  the release notebooks the repairs align submissions with. Cached in ``OUT/.work`` by a hash
+  of the sources, so a resumed run reuses it.
+* **One course per submission**: a temporary course with a *copy* of the template gradebook
+  and the repaired notebook in ``submitted/<student>/<id>/<id>.ipynb``; ``nbgrader autograde``
+  runs there as a subprocess under a wall-clock and a process-tree memory limit
+  (:mod:`autograder.sandbox`), with the per-cell ``Execute.timeout``. N submissions run at once
+  (threads that each supervise one process tree).
+* **Kernel**: our ``python3`` kernelspec (this interpreter), ``IPYTHONDIR`` pointing at a
+  per-run profile whose start-up imports ``autograder.checks`` before any student code
+  (:mod:`autograder.kernel_startup`; verified per submission by a marker file),
+  ``FEATURELAB_PROFILE`` (default ``grading``), ``FEATURELAB_CACHE`` shared by all workers (a
+  correct pipeline's features are extracted once for the whole class), ``PYTHONPATH`` with the
+  repository, and ``OMP_NUM_THREADS`` = cores / jobs.
+* **Crashes**: a cell that kills the kernel (segfault, ``os._exit``) or exceeds the memory
+  limit is skipped on a second attempt (:mod:`autograder.nbexec`) so the rest of the notebook
+  is still graded; a submission over the wall clock is graded from the cells that finished.
+  Nothing in one submission can stop the batch.
+* **Resume**: each result is written atomically to ``OUT/.state/`` with a key hashing the
+  submitted file, the assignment's sources (notebook, checks, thresholds, config, this code)
+  and the grading options; a rerun regrades only what is missing or changed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import course as course_mod
+from . import repair as repair_mod
+from .course import REPO_ROOT, AutograderError
+from .kernel_startup import MARKER_ENV
+from .nbexec import JOURNAL_ENV, SKIP_ENV
+from .sandbox import Limits, Worker
+from .submissions import Submission, collect
+
+DEFAULT_PROFILE = "grading"
+DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_MEMORY_MB = 6000.0
+MAX_ATTEMPTS = 3
+_CODE_FILES = ("grading.py", "repair.py", "nbexec.py", "sandbox.py", "nbgrader_config.py")
+
+STATUS_ORDER = ("ok", "repaired", "limited", "crashed", "timeout", "error", "invalid",
+                "wrong_assignment")
+
+
+class Cancelled(Exception):
+    """The run was interrupted (Ctrl-C): the submission is left ungraded, to be resumed."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that changes how a submission is graded (part of the resume key)."""
+
+    profile: str = DEFAULT_PROFILE
+    timeout_cell: int | None = None  # None: Execute.timeout of nbgrader_config.py
+    timeout: float | None = DEFAULT_TIMEOUT_S
+    memory_mb: float | None = DEFAULT_MEMORY_MB
+    ignore_stderr: bool = True
+    kernel_startup: bool = True  # False only in the test proving that the start-up matters
+
+
+# --------------------------------------------------------------------------------------------
+# fingerprints
+
+
+def _hash_files(paths: list[Path], root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(paths):
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode())
+            digest.update(b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def assignment_fingerprint(course_root: Path, assignment: str) -> str:
+    """Hash of what grading an assignment depends on (sources, checks, thresholds, grader)."""
+    course_root = Path(course_root)
+    source_dir = course_root / course_mod.SOURCE_DIR / assignment
+    files = [p for p in source_dir.rglob("*") if not set(p.parts) & set(course_mod.IGNORED_NAMES)]
+    digest = hashlib.sha256(_hash_files(files, course_root).encode())
+    grader_files = [REPO_ROOT / "autograder" / "checks" / "__init__.py",
+                    REPO_ROOT / "autograder" / "checks" / f"{assignment}.py",
+                    course_mod.THRESHOLDS_FILE,
+                    *(REPO_ROOT / "autograder" / name for name in _CODE_FILES),
+                    *(course_mod.KERNEL_STARTUP_DIR.glob("*.py"))]
+    digest.update(_hash_files([p for p in grader_files if p.exists()], REPO_ROOT).encode())
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data) -> None:
+    _atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
+
+
+atomic_write_text = _atomic_write
+
+
+# --------------------------------------------------------------------------------------------
+# the template course
+
+
+def course_config_text(root: Path, options: Options | None) -> str:
+    """``nbgrader_config.py`` of a temporary course: the repository config plus our settings."""
+    lines = [
+        "# Generated by python -m autograder for one temporary course; do not edit.",
+        "c = get_config()  # noqa: F821",
+        f"load_subconfig({str(course_mod.CONFIG_FILE)!r})  # noqa: F821",
+        f"c.CourseDirectory.root = {str(root)!r}",
+        f"c.CourseDirectory.db_url = {'sqlite:///' + str(Path(root) / 'gradebook.db')!r}",
+        "c.NbGrader.logfile = ''",
+    ]
+    if options is not None:
+        lines += [
+            "from nbconvert.preprocessors import ClearMetadataPreprocessor",
+            "from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata,",
+            "    IgnorePattern, LimitOutput, SaveAutoGrades)",
+            "from autograder.nbexec import JournaledExecute",
+            "c.Autograde.autograde_preprocessors = [JournaledExecute, IgnorePattern,",
+            "    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,",
+            "    CheckCellMetadata]",
+            # the repairs put missing cells back themselves (nbgrader's own version can fail)
+            "c.OverwriteCells.add_missing_cells = False",
+        ]
+        if options.timeout_cell is not None:
+            lines.append(f"c.Execute.timeout = {int(options.timeout_cell)}")
+        if options.ignore_stderr:
+            # A test cell is not failed because the student's code wrote a warning or a
+            # progress bar to stderr while it ran (the journal still records it).
+            lines += ["c.IgnorePattern.enabled = True", "c.IgnorePattern.pattern = r'(?s).'"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Template:
+    """The once-per-run template course (gradebook + releases) and the kernel's IPython dir."""
+
+    root: Path
+    releases: dict[str, repair_mod.Release]
+    fingerprints: dict[str, str]
+    ipython_dir: Path
+    headings: dict[str, dict[str, str]]
+    hidden_lines: dict[str, list[str]]
+    execute_timeout: int
+
+    def release(self, assignment: str) -> repair_mod.Release:
+        return self.releases[assignment]
+
+
+def _headings(notebook) -> dict[str, str]:
+    """grade_id -> the title of the nearest markdown heading above it."""
+    heading = ""
+    result = {}
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():  # the last heading of the cell is the nearest
+                if line.lstrip().startswith("#") and "BEGIN SOLUTION" not in line \
+                        and "END SOLUTION" not in line:
+                    heading = line.lstrip("# ").strip()
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid:
+            result[gid] = heading
+    return result
+
+
+def _hidden_lines(source_notebook) -> list[str]:
+    """Lines inside hidden-test regions of the source (to keep them out of the feedback)."""
+    lines = []
+    for cell in source_notebook.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) >= 12:
+                lines.append(line.strip())
+    return lines
+
+
+def _execute_timeout_from_config() -> int:
+    match = re.search(r"^c\.Execute\.timeout\s*=\s*(\d+)", course_mod.CONFIG_FILE.read_text(), re.M)
+    return int(match.group(1)) if match else 30
+
+
+def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path,
+                   *, kernel_startup: bool = True) -> Template:
+    """Release every assignment once into ``work_dir/template-<hash>`` (reused when present)."""
+    course_root = Path(course_root).resolve()
+    fingerprints = {a: assignment_fingerprint(course_root, a) for a in assignment_ids}
+    digest = hashlib.sha256(json.dumps(fingerprints, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(work_dir) / f"template-{digest}"
+    if not (root / "complete").is_file():
+        if root.exists():
+            shutil.rmtree(root)
+        building = Path(work_dir) / f".template-{digest}-{uuid.uuid4().hex[:6]}"
+        building.mkdir(parents=True)
+        try:
+            course_mod.copy_sources(course_root, assignment_ids, building)
+            # the config names the final location: gradebook paths are not stored in it
+            (building / "nbgrader_config.py").write_text(course_config_text(building, None))
+            course_mod.run_nbgrader(
+                "generate_assignment", "*", "--force", course_root=building,
+                work_dir=building / ".jupyter",
+            )
+            (building / "complete").write_text(json.dumps(fingerprints, indent=1))
+            building.rename(root)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            raise
+    releases, headings, hidden = {}, {}, {}
+    for assignment in assignment_ids:
+        release_nb = course_mod.read_notebook(course_mod.release_notebook(root, assignment))
+        releases[assignment] = repair_mod.Release.from_notebook(assignment, release_nb)
+        headings[assignment] = _headings(release_nb)
+        source_nb = course_mod.read_notebook(course_mod.source_notebook(root, assignment))
+        hidden[assignment] = _hidden_lines(source_nb)
+    ipython_dir = Path(work_dir) / ("ipython" if kernel_startup else "ipython-bare")
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True, exist_ok=True)
+    config = profile / "ipython_kernel_config.py"
+    if kernel_startup:
+        shutil.copyfile(course_mod.KERNEL_STARTUP_DIR / "ipython_kernel_config.py", config)
+    else:
+        config.write_text("c = get_config()  # noqa: F821\nc.HistoryManager.enabled = False\n")
+    return Template(root, releases, fingerprints, ipython_dir, headings, hidden,
+                    _execute_timeout_from_config())
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    heading: str
+    kind: str  # "auto" | "manual"
+    points: float
+    score: float | None  # None: to be graded by hand
+    outcome: str  # passed | partial | failed | timeout | crashed | memory | not_run | manual | no_answer
+    message: str
+
+
+@dataclass
+class Record:
+    """The result of one submission (stored in ``OUT/.state``; every report derives from it)."""
+
+    student: str
+    assignment: str | None
+    label: str
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    score: float = 0.0
+    max_score: float = 0.0
+    cells: list[CellResult] = field(default_factory=list)
+    code_errors: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: list[dict] = field(default_factory=list)
+    attempts: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    log: str | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        data = dict(data)
+        data["cells"] = [CellResult(**cell) for cell in data.get("cells", [])]
+        return cls(**data)
+
+
+def _worst(statuses: list[str]) -> str:
+    return max(statuses, key=STATUS_ORDER.index) if statuses else "ok"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _clean_message(text: str, hidden_lines: list[str], limit: int = 400) -> str:
+    text = _ANSI.sub("", text or "").strip()
+    if any(line in text for line in hidden_lines):
+        return ""
+    lines = text.splitlines()[:6]
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TRACEBACK_LINE = re.compile(r"^-*>\s*(\d+)\s(.*)$")
+
+
+def failing_visible_line(output, visible_source: str) -> str | None:
+    """The line of a test cell where it failed, if that line is a *visible* one.
+
+    IPython tracebacks mark the failing line of each frame with ``---->``; the first such line
+    is in the test cell itself. It is returned only when the release (what the student has)
+    contains it verbatim; a hidden test's line is never returned.
+    """
+    visible = {line.strip() for line in visible_source.splitlines() if line.strip()}
+    for entry in output.get("traceback", []):
+        for line in _ANSI.sub("", entry).splitlines():
+            match = _TRACEBACK_LINE.match(line.strip())
+            if match:
+                code = match.group(2).strip()
+                return code if code in visible else None
+    return None
+
+
+def _error_message(output, hidden_lines: list[str], timeout_s: int,
+                   visible_source: str = "") -> tuple[str, str]:
+    """(outcome, message) for an error output of a test cell."""
+    ename = output.get("ename") or "Error"
+    evalue = _clean_message(output.get("evalue", ""), hidden_lines)
+    line = failing_visible_line(output, visible_source)
+    if ename == "AssertionError" and line and not evalue:
+        return "failed", f"this check failed: {line}"
+    if ename == "CellTimeoutError":
+        return "timeout", f"did not finish within the {timeout_s} s per-cell limit"
+    if ename == "MemoryLimitExceeded":
+        return "memory", evalue
+    if ename == "KernelDied":
+        return "crashed", evalue
+    if ename == "AssertionError":
+        return "failed", evalue or "a check failed (AssertionError without message)"
+    if ename == "KeyboardInterrupt":
+        return "timeout", f"interrupted (per-cell limit of {timeout_s} s)"
+    message = f"{ename}: {evalue}" if evalue else ename
+    return "failed", message + (f" (in: {line})" if line else "")
+
+
+def pick_error(cell):
+    """The error output of a cell (``CellTimeoutError`` first: nbgrader appends it after the
+    ``KeyboardInterrupt`` that the interrupt raised), or None."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    for output in errors:
+        if output.get("ename") == "CellTimeoutError":
+            return output
+    return errors[0] if errors else None
+
+
+def read_journal(path: Path) -> list[dict]:
+    events = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+    return events
+
+
+def running_cell(events: list[dict]) -> dict | None:
+    """The cell that started and never ended (where the process died), if any."""
+    open_cells = {}
+    for event in events:
+        if event.get("event") == "start":
+            open_cells[event["index"]] = event
+        elif event.get("event") == "end":
+            open_cells.pop(event["index"], None)
+    return max(open_cells.values(), key=lambda e: e["index"]) if open_cells else None
+
+
+def _graded_cells(release: repair_mod.Release) -> list[tuple[str, dict, str]]:
+    result = []
+    for cell in release.notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            kind = "manual" if meta.get("solution") else "auto"
+            result.append((meta["grade_id"], meta, kind))
+    return result
+
+
+def _score_from_gradebook(db: Path, assignment: str, student: str) -> dict[str, dict]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gradebook:
+        notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+        return {grade.name: grade.to_dict() for grade in notebook.grades}
+
+
+def build_cells(template: Template, assignment: str, grades: dict[str, dict] | None,
+                autograded_nb, journal: list[dict], timeout_s: int) -> list[CellResult]:
+    """Per graded cell: points, score and a message that teaches without leaking tests.
+
+    ``grades`` (from the gradebook) is None when nbgrader did not finish (wall clock): the
+    journal then says which test cells ended without error.
+    """
+    release = template.release(assignment)
+    hidden = template.hidden_lines[assignment]
+    headings = template.headings[assignment]
+    outputs_by_id = {}
+    if autograded_nb is not None:
+        for cell in autograded_nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid:
+                outputs_by_id[gid] = cell
+    ended = {e["grade_id"]: e for e in journal if e.get("event") == "end" and e.get("grade_id")}
+    cells = []
+    for gid, meta, kind in _graded_cells(release):
+        points = float(meta.get("points", 0))
+        heading = headings.get(gid, "")
+        if kind == "manual":
+            grade = (grades or {}).get(gid, {})
+            if grades is not None and grade.get("auto_score") == 0 and not grade.get("needs_manual_grade"):
+                cells.append(CellResult(gid, heading, kind, points, 0.0, "no_answer",
+                                        "no answer given"))
+            else:
+                cells.append(CellResult(gid, heading, kind, points, None, "manual",
+                                        "to be graded by hand"))
+            continue
+        event = ended.get(gid, {})
+        stderr_note = (" (your code wrote to stderr while this check ran; that is ignored)"
+                       if event.get("stderr") else "")
+        if grades is not None:
+            score = grades.get(gid, {}).get("auto_score")
+            score = 0.0 if score is None else float(score)
+        elif event:
+            score = points if not event.get("error") else 0.0
+        else:
+            cells.append(CellResult(gid, heading, kind, points, 0.0, "not_run",
+                                    "not run: grading stopped before this cell (time limit)"))
+            continue
+        cell = outputs_by_id.get(gid)
+        error = pick_error(cell) if cell is not None else None
+        if score >= points:
+            cells.append(CellResult(gid, heading, kind, points, score, "passed", "passed" + stderr_note))
+        elif error is not None:
+            visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
+            outcome, message = _error_message(error, hidden, timeout_s, visible)
+            cells.append(CellResult(gid, heading, kind, points, score, outcome, message))
+        elif event.get("error"):
+            cells.append(CellResult(gid, heading, kind, points, score, "failed", event["error"]))
+        elif score > 0:
+            cells.append(CellResult(gid, heading, kind, points, score, "partial", "partial credit"))
+        elif event.get("stderr"):
+            cells.append(CellResult(gid, heading, kind, points, score, "failed",
+                                    "wrote to stderr, which nbgrader counts as a failure"))
+        else:
+            cells.append(CellResult(gid, heading, kind, points, score, "failed", "no credit"))
+    return cells
+
+
+def code_errors(autograded_nb, hidden: list[str], timeout_s: int) -> list[dict]:
+    """Errors raised by the student's own cells (answers and added cells), type and message."""
+    found = []
+    if autograded_nb is None:
+        return found
+    for index, cell in enumerate(autograded_nb.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            continue  # test cells are reported per graded cell
+        error = pick_error(cell)
+        if error is None:
+            continue
+        where = meta.get("grade_id") or f"cell {index + 1}"
+        if meta.get("solution"):
+            kind = "answer cell"
+        elif meta.get("locked"):
+            kind = "instructor cell"
+        else:
+            kind = "cell"
+        ename = error.get("ename") or "Error"
+        evalue = _clean_message(error.get("evalue", ""), hidden)
+        if ename == "CellTimeoutError":
+            message = f"interrupted: still running after the {timeout_s} s per-cell limit"
+        else:
+            message = f"{ename}: {evalue}" if evalue else ename
+        found.append({"cell": where, "kind": kind, "ename": ename, "message": message})
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# one submission
+
+
+@dataclass
+class RunContext:
+    template: Template
+    options: Options
+    out: Path
+    work_dir: Path
+    cache_dir: Path
+    threads_per_job: int
+    cancel: threading.Event
+    keep_work: bool = False
+    _local: threading.local = field(default_factory=threading.local)
+    _workers: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment of the grading workers and the kernels they start (per run)."""
+        extra = {
+            "FEATURELAB_PROFILE": self.options.profile,
+            "FEATURELAB_CACHE": str(self.cache_dir),
+            "IPYTHONDIR": str(self.template.ipython_dir),
+            "MPLBACKEND": "Agg",
+        }
+        env = course_mod.base_env(self.work_dir / "jupyter", extra=extra)
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env.setdefault(name, str(self.threads_per_job))
+        return env
+
+    def worker(self) -> Worker:
+        """This thread's grading worker (started lazily, replaced when it dies)."""
+        worker = getattr(self._local, "worker", None)
+        if worker is None:
+            with self._lock:
+                number = len(self._workers) + 1
+                worker = Worker(self.worker_env(), self.work_dir,
+                                self.out / "logs" / "workers" / f"worker-{number}.log")
+                self._workers.append(worker)
+            self._local.worker = worker
+        return worker
+
+    def close_workers(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
+def _state_path(out: Path, submission: Submission) -> Path:
+    name = hashlib.sha1(submission.label.encode()).hexdigest()[:16]
+    return out / ".state" / f"{name}.json"
+
+
+def submission_key(data: bytes, submission: Submission, context: RunContext) -> str:
+    digest = hashlib.sha256(data)
+    digest.update(json.dumps({
+        "assignment": submission.assignment,
+        "student": submission.student,
+        "course": context.template.fingerprints,
+        "options": asdict(context.options),
+    }, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _finish(record: Record, context: RunContext, submission: Submission, key: str) -> Record:
+    atomic_write_json(_state_path(context.out, submission), {"key": key, "record": record.to_dict()})
+    return record
+
+
+def grade_one(submission: Submission, context: RunContext) -> Record:
+    """Grade one submission; never raises (except :class:`Cancelled`)."""
+    started = time.monotonic()
+    try:
+        data = submission.path.read_bytes()
+    except OSError as error:
+        return Record(submission.student, submission.assignment, submission.label, "invalid",
+                      [f"cannot read the file: {error}"])
+    key = submission_key(data, submission, context)
+    try:
+        record = _grade(submission, data, context)
+    except Cancelled:
+        raise
+    except Exception as error:  # noqa: BLE001 - a grader bug must not stop the batch
+        record = Record(submission.student, submission.assignment, submission.label, "error",
+                        [f"internal grader error: {type(error).__name__}: {error}"])
+        log = context.out / "logs" / f"{submission.student}__internal.log"
+        atomic_write_text(log, traceback.format_exc())
+        record.log = str(log.relative_to(context.out))
+    record.seconds = round(time.monotonic() - started, 2)
+    return _finish(record, context, submission, key)
+
+
+def _rejected(submission: Submission, assignment: str | None, rejection, context) -> Record:
+    record = Record(submission.student, assignment, submission.label, rejection.status,
+                    [rejection.reason])
+    if assignment in context.template.releases:
+        release = context.template.release(assignment)
+        record.max_score = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release)
+                               if k == "auto")
+    return record
+
+
+def _grade(submission: Submission, data: bytes, context: RunContext) -> Record:
+    template = context.template
+    expected = submission.assignment
+    try:
+        notebook = repair_mod.load_submission(data)
+        assignment, notes = repair_mod.identify(notebook, template.releases, expected)
+        notebook, repair_notes, repaired = repair_mod.repair(notebook, template.release(assignment))
+    except repair_mod.Rejected as rejection:
+        return _rejected(submission, expected if expected in template.releases else None,
+                         rejection, context)
+    notes += repair_notes
+    student = submission.student
+
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=context.work_dir / "runs"))
+    try:
+        return _autograde(submission, student, assignment, notebook, notes, repaired,
+                          run_dir, context)
+    finally:
+        if not context.keep_work:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _prepare_course(run_dir: Path, student: str, assignment: str, notebook, context) -> Path:
+    template = context.template
+    course = run_dir / "course"
+    if course.exists():
+        shutil.rmtree(course)
+    submitted = course / "submitted" / student / assignment
+    submitted.mkdir(parents=True)
+    shutil.copyfile(template.root / "gradebook.db", course / "gradebook.db")
+    # extra (non-notebook) files of the assignment: nbgrader copies them next to the notebook
+    source = template.root / course_mod.SOURCE_DIR / assignment
+    for path in source.rglob("*"):
+        if path.is_file() and path.suffix != ".ipynb":
+            target = course / course_mod.SOURCE_DIR / assignment / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    (course / "nbgrader_config.py").write_text(course_config_text(course, context.options))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nbformat.write(notebook, str(submitted / f"{assignment}.ipynb"))
+    return course
+
+
+def _submission_env(run_dir: Path) -> dict[str, str]:
+    """Environment of one submission's kernel, on top of the worker's (see RunContext)."""
+    return {
+        "FEATURELAB_METRICS_FILE": str(run_dir / "metrics.json"),
+        JOURNAL_ENV: str(run_dir / "journal.jsonl"),
+        MARKER_ENV: str(run_dir / "kernel_marker.json"),
+    }
+
+
+def _log_failure_reason(log_text: str) -> str:
+    errors = [line for line in log_text.splitlines() if "| ERROR]" in line
+              and "Please see" not in line and "There was an error processing" not in line]
+    for line in reversed(log_text.splitlines()):
+        stripped = line.strip()
+        if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", stripped):
+            return stripped[:300]
+    return errors[-1].split("]", 1)[-1].strip()[:300] if errors else "nbgrader failed (see the log)"
+
+
+def _autograde(submission, student, assignment, notebook, notes, repaired, run_dir, context):
+    template, options = context.template, context.options
+    timeout_s = options.timeout_cell or template.execute_timeout
+    log_path = context.out / "logs" / student / f"{assignment}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    env = _submission_env(run_dir)
+    skips: dict[int, dict] = {}
+    statuses = ["repaired" if repaired or notes else "ok"]
+    deadline = time.monotonic() + options.timeout if options.timeout else None
+    grades = autograded_nb = None
+    journal: list[dict] = []
+    metrics: dict[str, float] = {}
+    peak = 0.0
+    attempts = 0
+    timings: list[dict] = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        attempts = attempt
+        course = _prepare_course(run_dir, student, assignment, notebook, context)
+        for name in ("journal.jsonl", "metrics.json", "kernel_marker.json"):
+            (run_dir / name).unlink(missing_ok=True)
+        env[SKIP_ENV] = json.dumps({str(k): v for k, v in skips.items()})
+        remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
+        with open(log_path, "a") as log:
+            log.write(f"\n===== attempt {attempt}: nbgrader autograde {assignment} "
+                      f"--student={student} (course {course}, skipped cells {sorted(skips)})\n")
+        request = {"course": str(course), "assignment": assignment, "student": student,
+                   "env": env, "log": str(log_path)}
+        outcome, _reply = context.worker().run(
+            request, limits=Limits(wall_s=remaining, memory_mb=options.memory_mb),
+            cancel=context.cancel)
+        peak = max(peak, outcome.peak_rss_mb)
+        journal = read_journal(run_dir / "journal.jsonl")
+        if outcome.killed == "cancelled":
+            raise Cancelled()
+        running = running_cell(journal)
+        autograded_path = course / "autograded" / student / assignment / f"{assignment}.ipynb"
+        log_text = log_path.read_text(errors="replace")
+        where = (f"cell {running['index'] + 1}"
+                 + (f" ({running['grade_id']})" if running and running.get("grade_id") else "")
+                 if running else "")
+        if outcome.killed == "memory":
+            if running is not None and attempt < MAX_ATTEMPTS:
+                notes.append(f"{where} used more than {options.memory_mb:.0f} MB of memory: "
+                             "stopped and skipped; the rest of the notebook was graded")
+                statuses.append("limited")
+                skips[running["index"]] = {
+                    "ename": "MemoryLimitExceeded",
+                    "evalue": f"this cell used more than {options.memory_mb:.0f} MB of memory "
+                              "and was stopped (not run when grading)",
+                }
+                continue
+            statuses.append("error")
+            notes.append(f"memory limit of {options.memory_mb:.0f} MB exceeded"
+                         + (f" in {where}" if where else "") + "; not graded")
+            break
+        if outcome.killed == "wall_clock":
+            statuses.append("timeout")
+            notes.append(f"grading exceeded the {options.timeout:.0f} s limit per submission"
+                         + (f" while running {where}" if where else "")
+                         + ": graded from the cells that finished")
+            break
+        if outcome.returncode == 0 and autograded_path.is_file():
+            marker = run_dir / "kernel_marker.json"
+            if options.kernel_startup and not marker.is_file():
+                statuses.append("error")
+                notes.append("the grading kernel did not run its start-up (autograder.checks "
+                             "not imported first): not graded; check autograder/kernel_startup")
+                break
+            grades = _score_from_gradebook(course / "gradebook.db", assignment, student)
+            autograded_nb = course_mod.read_notebook(autograded_path)
+            break
+        died = "DeadKernelError" in log_text or "Kernel died" in log_text
+        if died and running is not None and attempt < MAX_ATTEMPTS:
+            notes.append(f"{where} crashed the Python kernel: skipped; the rest of the notebook "
+                         "was graded")
+            statuses.append("crashed")
+            skips[running["index"]] = {
+                "ename": "KernelDied",
+                "evalue": "this cell crashed the Python kernel (segfault, os._exit(), killed "
+                          "process...) and was not run when grading",
+            }
+            continue
+        statuses.append("error")
+        notes.append(f"nbgrader could not grade it: {_log_failure_reason(log_text)}")
+        break
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        try:
+            from featurelab.reporting import read_metrics
+
+            metrics = read_metrics(metrics_file)
+        except (ValueError, OSError):
+            notes.append("the metrics file written by the notebook is unreadable")
+    timings = [{"index": e["index"], "grade_id": e.get("grade_id"), "seconds": e["seconds"],
+                "error": e.get("error"), "stderr": e.get("stderr", False)}
+               for e in journal if e.get("event") == "end"]
+    status = _worst(statuses)
+    record = Record(student, assignment, submission.label, status, notes)
+    record.attempts, record.peak_rss_mb = attempts, round(peak, 1)
+    record.metrics, record.timings = metrics, timings
+    record.log = str(log_path.relative_to(context.out))
+    release = context.template.release(assignment)
+    auto_max = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto")
+    record.max_score = auto_max
+    if status == "error" and grades is None:
+        record.score = 0.0
+        return record
+    partial = grades is None  # wall clock: from the journal
+    record.cells = build_cells(template, assignment, grades, autograded_nb,
+                               journal if (partial or grades is not None) else [], timeout_s)
+    record.code_errors = code_errors(autograded_nb, template.hidden_lines[assignment], timeout_s)
+    record.score = round(sum(c.score or 0.0 for c in record.cells if c.kind == "auto"), 6)
+    timeouts = [c.grade_id for c in record.cells if c.outcome == "timeout"]
+    timeouts += [e["cell"] for e in record.code_errors if e["ename"] == "CellTimeoutError"]
+    if timeouts:
+        record.status = _worst([record.status, "limited"])
+        record.reasons.append(f"{', '.join(timeouts)}: interrupted at the {timeout_s} s "
+                              "per-cell limit")
+    raised = [f"{e['cell']} ({e['ename']})" for e in record.code_errors
+              if e["ename"] not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded")
+              and e["kind"] == "answer cell"]
+    if raised:
+        record.reasons.append(f"errors in answer cells: {', '.join(raised)}")
+    manual = [c for c in record.cells if c.kind == "manual" and c.score is None]
+    if manual:
+        total = sum(c.points for c in manual)
+        record.reasons.append(
+            f"+{total:g} point(s) to grade by hand ({', '.join(c.grade_id for c in manual)})"
+        )
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# the batch
+
+
+@dataclass
+class BatchResult:
+    records: list[Record]
+    out: Path
+    graded: int  # graded in this run (the rest came from OUT/.state)
+    interrupted: bool = False
+
+
+def _default_jobs() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def grade_batch(
+    submissions: list[Submission],
+    *,
+    out: Path,
+    course_root: Path = REPO_ROOT,
+    options: Options = Options(),
+    jobs: int | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    keep_work: bool = False,
+    assignments: list[str] | None = None,
+    work_dir: Path | None = None,
+) -> BatchResult:
+    """Grade ``submissions`` into ``out`` (state, logs; reports are written by the caller).
+
+    ``work_dir`` (default ``out/.work``) holds the template course (reused by any run with the
+    same sources), the per-submission temporary courses and the kernels' IPython profile.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out).resolve()
+    work_dir = Path(work_dir).resolve() if work_dir else out / ".work"
+    (work_dir / "runs").mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir).resolve() if cache_dir else out / ".cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    assignment_ids = assignments or course_mod.assignments(course_root)
+    if not assignment_ids:
+        raise AutograderError(f"no assignment in {Path(course_root) / course_mod.SOURCE_DIR}")
+    template = build_template(course_root, assignment_ids, work_dir,
+                              kernel_startup=options.kernel_startup)
+    jobs = max(1, min(jobs or _default_jobs(), len(submissions) or 1))
+    context = RunContext(template, options, out, work_dir, cache_dir,
+                         threads_per_job=max(1, (os.cpu_count() or 1) // jobs),
+                         cancel=threading.Event(), keep_work=keep_work)
+
+    records: dict[int, Record] = {}
+    todo: list[int] = []
+    for index, submission in enumerate(submissions):
+        state = _state_path(out, submission)
+        if resume and state.is_file():
+            try:
+                saved = json.loads(state.read_text())
+                data = submission.path.read_bytes()
+                if saved.get("key") == submission_key(data, submission, context):
+                    records[index] = Record.from_dict(saved["record"])
+                    continue
+            except (OSError, ValueError, TypeError, KeyError):
+                pass
+        todo.append(index)
+
+    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
+    interrupted = False
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    futures = {executor.submit(grade_one, submissions[i], context): i for i in todo}
+    try:
+        for future in concurrent.futures.as_completed(futures):
+            index = futures[future]
+            try:
+                records[index] = future.result()
+            except Cancelled:
+                continue
+            bar.update(1)
+            bar.set_postfix_str(f"{records[index].student}: {records[index].status}")
+    except KeyboardInterrupt:
+        interrupted = True
+        context.cancel.set()
+        for future in futures:
+            future.cancel()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        context.close_workers()
+        bar.close()
+    ordered = [records[i] for i in sorted(records)]
+    return BatchResult(ordered, out, graded=len([i for i in todo if i in records]),
+                       interrupted=interrupted)
+
+
+def grade(
+    submissions: Path,
+    *,
+    out: Path,
+    course_root: Path = REPO_ROOT,
+    assignment: str | None = None,
+    profile: str = DEFAULT_PROFILE,
+    jobs: int | None = None,
+    timeout_cell: int | None = None,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
+    memory_mb: float | None = DEFAULT_MEMORY_MB,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    keep_work: bool = False,
+    ignore_stderr: bool = True,
+    kernel_startup: bool = True,
+    work_dir: Path | None = None,
+) -> BatchResult:
+    """``python -m autograder grade``: collect, grade in parallel, write every report.
+
+    Writes ``out/grades.csv``, ``out/feedback/<student>/<assignment>.html`` and
+    ``out/results/<student>.json`` (Gradescope schema); see :mod:`autograder.report`.
+    """
+    from . import report
+
+    course_root = Path(course_root).resolve()
+    known = course_mod.assignments(course_root)
+    if assignment is not None and assignment not in known:
+        raise AutograderError(f"unknown assignment {assignment!r}; the course has: {', '.join(known)}")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    batch = collect(Path(submissions), assignments=known, assignment=assignment,
+                    unpack_dir=out / ".work" / "unpacked")
+    options = Options(profile=profile, timeout_cell=timeout_cell, timeout=timeout,
+                      memory_mb=memory_mb, ignore_stderr=ignore_stderr,
+                      kernel_startup=kernel_startup)
+    result = grade_batch(batch, out=out, course_root=course_root, options=options, jobs=jobs,
+                         cache_dir=cache_dir, progress=progress, resume=resume,
+                         keep_work=keep_work, work_dir=work_dir)
+    report.write_reports(result.records, out, course_root=course_root)
+    return result
+
+
+def main(submissions: Path, *, out: Path, quiet: bool = False, **kwargs) -> int:
+    """CLI entry point of ``grade`` (exit code: 0 done, 130 interrupted)."""
+    from . import report
+
+    result = grade(submissions, out=out, progress=not quiet, **kwargs)
+    if not quiet:
+        print(report.format_table(result.records))
+    out = Path(out)
+    reused = len(result.records) - result.graded
+    print(f"{len(result.records)} submission(s): {result.graded} graded now"
+          + (f", {reused} from an earlier run" if reused else "")
+          + f"\ngrades:   {out / 'grades.csv'}\nfeedback: {out / 'feedback'}/<student>/"
+          f"<assignment>.html\nresults:  {out / 'results'}/<student>.json (Gradescope)")
+    if result.interrupted:
+        print("interrupted: rerun the same command to grade the rest (finished ones are kept)")
+        return 130
+    return 0

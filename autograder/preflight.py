@@ -1,0 +1,250 @@
+"""``python -m autograder preflight``: is the course ready to be graded?
+
+Static checks of every source notebook (nothing runs):
+
+* nbgrader metadata valid (nbgrader's own validator, schema version 3), grade ids unique;
+* every graded cell has points > 0, every test cell is locked, at least one autograded cell;
+* answer cells hold ``### BEGIN SOLUTION`` / ``### END SOLUTION`` (balanced), hidden tests are
+  balanced and only in test cells; visible test lines do not import ``autograder`` (students
+  do not have it);
+* no outputs, no execution counts.
+
+Then (unless ``--static-only``) the solution and the blank release of every assignment are
+graded in one parallel batch, in the chosen profile, exactly like students' work:
+
+* the solution must get full marks with no error in any cell, and no test cell may write to
+  stderr (plain nbgrader would give it 0);
+* the blank release must score 0 on every autograded cell (a test that passes on the blank
+  release tests nothing the student writes);
+* every executed cell of the solution is timed against the per-cell limit (a table; cells over
+  half of the limit are flagged SLOW, over it OVER).
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import course as course_mod
+from .course import REPO_ROOT
+
+
+@dataclass
+class Problem:
+    assignment: str
+    level: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level.upper():7s} {self.assignment}: {self.message}"
+
+
+@dataclass
+class PreflightReport:
+    problems: list[Problem] = field(default_factory=list)
+    timings: list[dict] = field(default_factory=list)  # assignment, index, grade_id, seconds, limit
+    records: list = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.level == "error"]
+
+
+def _balanced(source: str, begin: str, end: str) -> bool:
+    depth = 0
+    for line in source.splitlines():
+        if begin in line:
+            depth += 1
+            if depth > 1:
+                return False
+        elif end in line:
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0
+
+
+def static_checks(assignment: str, notebook) -> list[Problem]:
+    """Problems of one source notebook (see the module docstring)."""
+    from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+
+    problems = []
+
+    def error(message):
+        problems.append(Problem(assignment, "error", message))
+
+    def warning(message):
+        problems.append(Problem(assignment, "warning", message))
+
+    try:
+        MetadataValidator().validate_nb(copy.deepcopy(notebook))
+    except ValidationError as exc:
+        error(f"nbgrader metadata invalid: {exc}")
+    seen: dict[str, int] = {}
+    autograded = 0
+    for index, cell in enumerate(notebook.cells, start=1):
+        meta = cell.metadata.get("nbgrader")
+        where = f"cell {index}"
+        source = cell.source
+        if cell.cell_type == "code":
+            if cell.get("outputs"):
+                error(f"{where} has outputs (commit notebooks without outputs)")
+            if cell.get("execution_count") is not None:
+                error(f"{where} has an execution count")
+        if "BEGIN HIDDEN TESTS" in source and not (meta and meta.get("grade") and not meta.get("solution")):
+            error(f"{where} has hidden tests but is not a test cell: they would be lost")
+        if not meta:
+            if "BEGIN SOLUTION" in source:
+                error(f"{where} has a solution region but is not an nbgrader answer cell")
+            continue
+        gid = meta.get("grade_id", "")
+        where = f"{gid or where}"
+        seen[gid] = seen.get(gid, 0) + 1
+        if meta.get("schema_version") != 3:
+            error(f"{where}: nbgrader schema_version {meta.get('schema_version')!r}, expected 3")
+        if meta.get("grade"):
+            points = meta.get("points")
+            if not isinstance(points, (int, float)) or points <= 0:
+                error(f"{where}: graded cell without points > 0 (points={points!r})")
+        if meta.get("solution"):
+            if "BEGIN SOLUTION" not in source:
+                (error if cell.cell_type == "code" else warning)(
+                    f"{where}: answer cell without ### BEGIN SOLUTION (the whole cell would be "
+                    "replaced by the stub)")
+            elif not _balanced(source, "BEGIN SOLUTION", "END SOLUTION"):
+                error(f"{where}: unbalanced BEGIN/END SOLUTION")
+        elif meta.get("grade") and cell.cell_type == "code":
+            autograded += 1
+            if not meta.get("locked"):
+                error(f"{where}: test cell is not locked")
+            if not _balanced(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+                error(f"{where}: unbalanced BEGIN/END HIDDEN TESTS")
+            inside = False
+            for line in source.splitlines():
+                if "BEGIN HIDDEN TESTS" in line:
+                    inside = True
+                elif "END HIDDEN TESTS" in line:
+                    inside = False
+                elif not inside and "autograder" in line and "import" in line:
+                    error(f"{where}: a visible test line imports autograder (students do not "
+                          "have it): move it inside the hidden tests")
+                    break
+            if "BEGIN HIDDEN TESTS" not in source:
+                warning(f"{where}: no hidden tests")
+    for gid, count in seen.items():
+        if count > 1:
+            error(f"grade id {gid!r} used {count} times")
+    if not autograded:
+        error("no autograded test cell")
+    return problems
+
+
+def run_checks(record_solution, record_blank, assignment: str, limit: int) -> tuple[list[Problem], list[dict]]:
+    """Problems and timings from the graded solution and blank release of one assignment."""
+    problems: list[Problem] = []
+    timings: list[dict] = []
+    solution = record_solution
+    if solution.status not in ("ok", "repaired") or solution.score < solution.max_score:
+        failing = [f"{c.grade_id} ({c.message})" for c in solution.cells
+                   if c.kind == "auto" and (c.score or 0) < c.points]
+        problems.append(Problem(assignment, "error",
+                                f"the solution scores {solution.score:g}/{solution.max_score:g} "
+                                f"({solution.status}; {solution.reason}); failing: "
+                                f"{', '.join(failing) or '-'}"))
+    for error in solution.code_errors:
+        problems.append(Problem(assignment, "error",
+                                f"the solution's cell {error['cell']} raised {error['message']}"))
+    test_ids = {c.grade_id for c in solution.cells if c.kind == "auto"}
+    for timing in solution.timings:
+        if timing.get("stderr") and timing.get("grade_id") in test_ids:
+            problems.append(Problem(assignment, "warning",
+                                    f"test cell {timing['grade_id']} writes to stderr with the "
+                                    "solution (plain nbgrader would give it 0)"))
+        timings.append({"assignment": assignment, **timing, "limit": limit})
+        if timing["seconds"] >= limit:
+            problems.append(Problem(assignment, "error",
+                                    f"cell {timing['index'] + 1} ({timing.get('grade_id') or '-'}) "
+                                    f"takes {timing['seconds']:.1f} s, over the {limit} s limit"))
+    if record_blank is not None:
+        passing = [c.grade_id for c in record_blank.cells if c.kind == "auto" and (c.score or 0) > 0]
+        if passing:
+            problems.append(Problem(assignment, "error",
+                                    f"test cell(s) {', '.join(passing)} give points to the blank "
+                                    "release (they test nothing the student writes)"))
+        if record_blank.status in ("error", "invalid"):
+            problems.append(Problem(assignment, "error",
+                                    f"the blank release could not be graded: {record_blank.reason}"))
+    return problems, timings
+
+
+def preflight(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
+              profile: str = "grading", jobs: int | None = None, timeout_cell: int | None = None,
+              static_only: bool = False, progress: bool = True,
+              out: Path | None = None) -> PreflightReport:
+    """Run the checks (module docstring) and return the report."""
+    from . import grading, students
+    from .submissions import Submission
+
+    course_root = Path(course_root).resolve()
+    assignment_ids = course_mod.resolve_assignments(course_root, assignments)
+    report = PreflightReport()
+    for assignment in assignment_ids:
+        notebook = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
+        report.problems += static_checks(assignment, notebook)
+    if static_only:
+        return report
+    with tempfile.TemporaryDirectory(prefix="featurelab-preflight-") as tmp:
+        out = Path(out) if out else Path(tmp) / "out"
+        template = grading.build_template(course_root, course_mod.assignments(course_root),
+                                          out / ".work")
+        limit = timeout_cell or template.execute_timeout
+        batch = []
+        for assignment in assignment_ids:
+            source = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
+            release = template.release(assignment).notebook
+            for who, notebook in (("solution", students.solved_release(source, release)),
+                                  ("blank", students.blank_release(release))):
+                path = Path(tmp) / "submissions" / f"{who}_{assignment}.ipynb"
+                students.write(notebook, path)
+                batch.append(Submission(who, assignment, path, path.name, "flat"))
+        options = grading.Options(profile=profile, timeout_cell=timeout_cell)
+        result = grading.grade_batch(batch, out=out, course_root=course_root, options=options,
+                                     jobs=jobs, progress=progress, resume=False)
+    report.records = result.records
+    by_key = {(r.student, r.assignment): r for r in result.records}
+    for assignment in assignment_ids:
+        problems, timings = run_checks(by_key[("solution", assignment)],
+                                       by_key.get(("blank", assignment)), assignment, limit)
+        report.problems += problems
+        report.timings += timings
+    return report
+
+
+def format_timings(timings: list[dict]) -> str:
+    lines = [f"{'assignment':28s} {'cell':>4s}  {'grade id':32s} {'seconds':>8s} {'limit':>6s}"]
+    for row in timings:
+        flag = ("OVER" if row["seconds"] >= row["limit"]
+                else "SLOW" if row["seconds"] >= row["limit"] / 2 else "")
+        lines.append(f"{row['assignment']:28s} {row['index'] + 1:4d}  "
+                     f"{(row.get('grade_id') or '-')[:32]:32s} {row['seconds']:8.2f} "
+                     f"{row['limit']:6d} {flag}".rstrip())
+    return "\n".join(lines)
+
+
+def main(*, course_root: Path, assignments: list[str] | None, profile: str, jobs: int | None,
+         timeout_cell: int | None, static_only: bool) -> int:
+    """CLI entry point (exit code 1 on any error)."""
+    report = preflight(course_root=course_root, assignments=assignments, profile=profile,
+                       jobs=jobs, timeout_cell=timeout_cell, static_only=static_only)
+    if report.timings:
+        print(f"per-cell times of the solutions (profile {profile}):")
+        print(format_timings(report.timings))
+    for problem in report.problems:
+        print(problem)
+    if report.errors:
+        print(f"preflight FAILED: {len(report.errors)} error(s)")
+        return 1
+    print("preflight OK" + (f" ({len(report.problems)} warning(s))" if report.problems else ""))
+    return 0

@@ -1,0 +1,490 @@
+"""Read, identify and repair a submitted notebook before nbgrader grades it.
+
+nbgrader trusts the cell metadata of a submission: a notebook whose ``metadata.nbgrader`` was
+stripped (some editors and converters drop it) silently scores 0, duplicated grade ids confuse
+it, a deleted test cell is simply not graded. Here every submission is reconciled with the
+release it was made from (the template's freshly generated release), and every repair is
+reported in plain words (the ``reason`` column and the feedback):
+
+1. **Reading**: an empty file, invalid JSON or something that is not a notebook is rejected
+   with the reason (status ``invalid``).
+2. **Identification**: the assignment the notebook belongs to, from its grade ids or (metadata
+   stripped) from its instructor cells; the notebook of another assignment is rejected
+   (status ``wrong_assignment``) rather than graded against the wrong tests.
+3. **Unknown metadata**: nbgrader metadata with a grade id the release does not have is dropped
+   (the cell stays, as an ordinary cell).
+4. **Duplicates**: a grade id present several times (a copied cell) keeps its last copy, which
+   is graded (what nbgrader's ``DeduplicateIds`` does, stated); earlier copies of an answer
+   cell stay as ordinary cells (they still run, as in the student's notebook), earlier copies
+   of a locked cell are removed.
+5. **Missing cells and stripped metadata**: cells are aligned with the release: cells with a
+   known grade id, then locked and narrative cells by source (instructor cells are identical
+   in every copy of the release), then answer cells by position between those anchors (the
+   best match by similarity to the release stub when the student added cells). Metadata is
+   restored on the matched cells; a deleted test cell or answer cell is put back from the
+   release (a test cell is then graded in full, nbgrader restoring its hidden part). When the
+   metadata was stripped and fewer than half of the release's locked code cells can be found,
+   the notebook is rejected with a reason instead of a silent 0.
+6. **Metadata of matched cells** is replaced by the release's, so edited points, a test cell
+   turned into an answer cell, or an unlocked test cell change nothing; an edited test cell is
+   graded with the original (nbgrader restores locked cells by checksum), and it is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+import nbformat
+from nbformat.notebooknode import NotebookNode, from_dict
+
+IDENTIFY_MIN_SCORE = 0.5
+RECOVER_MIN_ANCHORS = 0.5
+
+
+class Rejected(Exception):
+    """The submission cannot be graded; ``status`` and a ``reason`` for the report."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def normalise_source(source) -> str:
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    return "\n".join(lines).strip("\n")
+
+
+def _nbgrader(cell) -> dict | None:
+    meta = cell.get("metadata", {}).get("nbgrader")
+    return meta if isinstance(meta, dict) else None
+
+
+def _grade_id(cell) -> str | None:
+    meta = _nbgrader(cell)
+    grade_id = meta.get("grade_id") if meta else None
+    return grade_id if isinstance(grade_id, str) and grade_id else None
+
+
+def _is_locked(meta: dict | None) -> bool:
+    """nbgrader's notion: grade (test) cells and read-only cells are locked, answers are not."""
+    if not meta or meta.get("solution"):
+        return False
+    return bool(meta.get("grade") or meta.get("locked"))
+
+
+@dataclass
+class Release:
+    """What the repairs need to know about one assignment's release notebook."""
+
+    assignment: str
+    notebook: NotebookNode
+    grade_ids: list[str] = field(default_factory=list)
+    cells_by_id: dict[str, NotebookNode] = field(default_factory=dict)
+    locked_sources: set[str] = field(default_factory=set)
+    graded_ids: set[str] = field(default_factory=set)  # answer and test cells (distinctive)
+
+    @classmethod
+    def from_notebook(cls, assignment: str, notebook: NotebookNode) -> Release:
+        release = cls(assignment, notebook)
+        for cell in notebook.cells:
+            grade_id = _grade_id(cell)
+            if grade_id:
+                release.grade_ids.append(grade_id)
+                release.cells_by_id[grade_id] = cell
+                meta = _nbgrader(cell)
+                if meta.get("grade") or meta.get("solution"):
+                    release.graded_ids.add(grade_id)
+            if _is_locked(_nbgrader(cell)) and normalise_source(cell.source):
+                release.locked_sources.add(normalise_source(cell.source))
+        return release
+
+    def locked_code_ids(self) -> list[str]:
+        return [
+            grade_id
+            for grade_id, cell in self.cells_by_id.items()
+            if cell.cell_type == "code" and _is_locked(_nbgrader(cell))
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# 1. reading
+
+
+def load_submission(data: bytes) -> NotebookNode:
+    """Parse the bytes of a submitted file into a v4 notebook, or raise :class:`Rejected`."""
+    if not data.strip():
+        raise Rejected("invalid", "empty file: nothing to grade (was the notebook saved?)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Rejected("invalid", "not a notebook: the file is not UTF-8 text") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise Rejected(
+            "invalid",
+            f"not a notebook: invalid JSON at line {error.lineno} column {error.colno} "
+            f"({error.msg}); the file is damaged or was not saved as .ipynb",
+        ) from None
+    if not isinstance(raw, dict) or not (
+        isinstance(raw.get("cells"), list) or isinstance(raw.get("worksheets"), list)
+    ):
+        raise Rejected("invalid", "not a notebook: valid JSON but no list of cells")
+    if raw.get("nbformat", 4) < 4:
+        try:
+            raw = json.loads(nbformat.writes(nbformat.reads(text, as_version=4)))
+        except Exception as error:  # noqa: BLE001 - any conversion failure is a reason
+            raise Rejected("invalid", f"old notebook format that cannot be read ({error})") from None
+    return _coerce_v4(raw)
+
+
+def _coerce_v4(raw: dict) -> NotebookNode:
+    """A tolerant v4 reader: malformed cells are fixed rather than fatal."""
+    cells = []
+    for item in raw.get("cells", []):
+        if not isinstance(item, dict):
+            continue
+        cell_type = item.get("cell_type")
+        if cell_type not in ("code", "markdown", "raw"):
+            cell_type = "raw"
+        source = item.get("source", "")
+        source = "".join(source) if isinstance(source, list) else str(source)
+        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        cell = {"cell_type": cell_type, "metadata": metadata, "source": source}
+        cell_id = item.get("id")
+        if isinstance(cell_id, str) and cell_id:
+            cell["id"] = cell_id
+        if cell_type == "code":
+            cell["outputs"] = []  # outputs never matter for grading: nbgrader clears them
+            cell["execution_count"] = None
+        elif isinstance(item.get("attachments"), dict):
+            cell["attachments"] = item["attachments"]
+        cells.append(cell)
+    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    notebook = from_dict(
+        {"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
+    )
+    _unique_cell_ids(notebook)
+    return notebook
+
+
+def _unique_cell_ids(notebook: NotebookNode) -> None:
+    seen: set[str] = set()
+    for cell in notebook.cells:
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not cell_id or cell_id in seen or len(cell_id) > 64:
+            cell_id = uuid.uuid4().hex[:12]
+        cell["id"] = cell_id
+        seen.add(cell_id)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. identification
+
+
+def match_scores(notebook: NotebookNode, releases: dict[str, Release]) -> dict[str, float]:
+    """Per assignment, how much of its release this notebook contains (0..1).
+
+    The larger of: the fraction of the release's answer and test cell ids present in the
+    notebook (read-only cells are left out: ids like ``setup`` or ``summary`` are common to
+    every notebook), and the fraction of its locked (instructor) cells whose source is in it.
+    """
+    ids = {gid for gid in (_grade_id(cell) for cell in notebook.cells) if gid}
+    sources = {normalise_source(cell.source) for cell in notebook.cells}
+    scores = {}
+    for name, release in releases.items():
+        by_id = len(ids & release.graded_ids) / max(1, len(release.graded_ids))
+        by_source = len(release.locked_sources & sources) / max(1, len(release.locked_sources))
+        scores[name] = max(by_id, by_source)
+    return scores
+
+
+def identify(
+    notebook: NotebookNode, releases: dict[str, Release], expected: str | None
+) -> tuple[str, list[str]]:
+    """The assignment of ``notebook`` (``expected`` when it matches); notes; or :class:`Rejected`."""
+    scores = match_scores(notebook, releases)
+    best = max(scores, key=scores.get) if scores else None
+    confident = best is not None and scores[best] >= IDENTIFY_MIN_SCORE
+    if expected in releases:
+        clearly_other = confident and best != expected and scores[best] > scores[expected] + 0.25
+        if scores[expected] >= IDENTIFY_MIN_SCORE and not clearly_other:
+            return expected, []
+        if clearly_other:
+            raise Rejected(
+                "wrong_assignment",
+                f"this is the notebook of {best}, not {expected} "
+                f"({scores[best]:.0%} of {best}'s cells found, {scores[expected]:.0%} of "
+                f"{expected}'s): submit {expected}.ipynb",
+            )
+        if scores[expected] > 0:
+            return expected, []  # weak match: the repairs decide (and explain) what is possible
+        if not any(_nbgrader(cell) for cell in notebook.cells):
+            raise Rejected(
+                "invalid",
+                f"the nbgrader metadata of this notebook was removed and none of the instructor "
+                f"cells of {expected} is in it unchanged, so it cannot be matched to the "
+                "release: the student should copy their answers into a fresh copy of the release",
+            )
+        raise Rejected(
+            "invalid",
+            f"no cell of this notebook comes from the release of {expected}: "
+            "it is not a copy of the assignment notebook",
+        )
+    if confident:
+        notes = []
+        if expected is not None:
+            notes.append(f"named {expected!r}, which is not an assignment of this course: "
+                         f"graded as {best}, which it matches")
+        return best, notes
+    if expected is not None:
+        raise Rejected("invalid", f"unknown assignment {expected!r} and the notebook matches none")
+    raise Rejected(
+        "invalid",
+        "cannot tell which assignment this notebook is (no known grade ids or instructor "
+        "cells): pass --assignment or name the file after the assignment",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# 3-6. repairs
+
+
+def _similarity(a: str, b: str) -> float:
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def _release_copy(cell: NotebookNode) -> NotebookNode:
+    fresh = copy.deepcopy(cell)
+    if fresh.cell_type == "code":
+        fresh.outputs = []
+        fresh.execution_count = None
+    fresh["id"] = uuid.uuid4().hex[:12]
+    return fresh
+
+
+def _assign_in_order(solutions: list[NotebookNode], candidates: list[NotebookNode]) -> list[int | None]:
+    """Order-preserving assignment of release answer cells to candidate cells (max similarity).
+
+    Returns, per release cell, the index of its candidate or ``None``. Dynamic programming over
+    (release cell, candidate): a cell matches a candidate of the same cell type or none.
+    """
+    m, k = len(solutions), len(candidates)
+    sim = [
+        [
+            (0.001 + _similarity(normalise_source(s.source), normalise_source(c.source)))
+            if s.cell_type == c.cell_type
+            else None
+            for c in candidates
+        ]
+        for s in solutions
+    ]
+    best = [[0.0] * (k + 1) for _ in range(m + 1)]
+    for i in range(m - 1, -1, -1):
+        for j in range(k - 1, -1, -1):
+            options = [best[i + 1][j], best[i][j + 1]]
+            if sim[i][j] is not None:
+                options.append(sim[i][j] + best[i + 1][j + 1])
+            best[i][j] = max(options)
+    result: list[int | None] = [None] * m
+    i = j = 0
+    while i < m and j < k:
+        if sim[i][j] is not None and abs(best[i][j] - (sim[i][j] + best[i + 1][j + 1])) < 1e-12:
+            result[i] = j
+            i += 1
+            j += 1
+        elif abs(best[i][j] - best[i + 1][j]) < 1e-12:
+            i += 1
+        else:
+            j += 1
+    return result
+
+
+def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNode], dict]:
+    """Align ``cells`` with the release; see step 5 of the module docstring.
+
+    Returns the new cell list (metadata set on matched cells, missing cells inserted) and
+    counters for the notes.
+    """
+    rel_cells = release.notebook.cells
+    present = {gid for gid in (_grade_id(c) for c in cells) if gid}
+
+    def rel_key(j: int, cell) -> tuple:
+        gid = _grade_id(cell)
+        if gid and gid in present:
+            return ("id", gid)
+        source = normalise_source(cell.source)
+        if (gid is None or _is_locked(_nbgrader(cell))) and source:
+            return ("src", cell.cell_type, source)
+        return ("release-only", j)
+
+    def sub_key(i: int, cell) -> tuple:
+        gid = _grade_id(cell)
+        if gid:
+            return ("id", gid)
+        source = normalise_source(cell.source)
+        return ("src", cell.cell_type, source) if source else ("student-only", i)
+
+    rel_keys = [rel_key(j, c) for j, c in enumerate(rel_cells)]
+    sub_keys = [sub_key(i, c) for i, c in enumerate(cells)]
+    matcher = SequenceMatcher(None, rel_keys, sub_keys, autojunk=False)
+    pairs: list[tuple[int, int]] = []
+    for block in matcher.get_matching_blocks():
+        pairs.extend((block.a + n, block.b + n) for n in range(block.size))
+
+    counts = {"anchored_by_source": 0, "answers_matched": 0, "restored": []}
+    out: list[NotebookNode] = []
+    previous_rel, previous_sub = -1, -1
+    for rel_index, sub_index in [*pairs, (len(rel_cells), len(cells))]:
+        gap_rel = list(range(previous_rel + 1, rel_index))
+        gap_sub = list(range(previous_sub + 1, sub_index))
+        # answer cells of the release in this gap, matched to the student's unmarked cells
+        answers = [j for j in gap_rel if _grade_id(rel_cells[j]) and not _is_locked(_nbgrader(rel_cells[j]))
+                   and _grade_id(rel_cells[j]) not in present]
+        candidates = [i for i in gap_sub if _grade_id(cells[i]) is None]
+        chosen = _assign_in_order([rel_cells[j] for j in answers], [cells[i] for i in candidates])
+        match_of = {answers[a]: candidates[c] for a, c in enumerate(chosen) if c is not None}
+        pointer = previous_sub + 1
+        for j in gap_rel:
+            rel_cell = rel_cells[j]
+            gid = _grade_id(rel_cell)
+            if j in match_of:
+                target = match_of[j]
+                out.extend(cells[pointer:target])
+                cell = cells[target]
+                cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
+                out.append(cell)
+                counts["answers_matched"] += 1
+                pointer = target + 1
+            elif gid and gid not in present:
+                out.append(_release_copy(rel_cell))
+                counts["restored"].append(gid)
+            # a release cell without grade id that the student deleted: narrative, not needed
+        out.extend(cells[pointer:sub_index])
+        if rel_index < len(rel_cells):
+            cell = cells[sub_index]
+            rel_cell = rel_cells[rel_index]
+            gid = _grade_id(rel_cell)
+            if gid and _grade_id(cell) is None:
+                cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
+                counts["anchored_by_source"] += 1
+            out.append(cell)
+        previous_rel, previous_sub = rel_index, sub_index
+    return out, counts
+
+
+def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list[str], bool]:
+    """Reconcile ``notebook`` with ``release`` (module docstring, steps 3-6).
+
+    Returns ``(notebook, notes, repaired)``; ``notes`` explain every change (some are only
+    informative, e.g. an edited test cell); ``repaired`` is True when the notebook was changed
+    beyond the metadata refresh. Raises :class:`Rejected` when it cannot be graded.
+    """
+    notes: list[str] = []
+    repaired = False
+    cells = list(notebook.cells)
+
+    # 3. unknown or malformed nbgrader metadata
+    unknown = []
+    for cell in cells:
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        gid = _grade_id(cell)
+        if gid not in release.cells_by_id:
+            del cell.metadata["nbgrader"]
+            if gid:
+                unknown.append(gid)
+    if unknown:
+        notes.append(f"unknown grade id(s) {', '.join(sorted(set(unknown)))}: graded as ordinary cells")
+        repaired = True
+
+    # 4. duplicated grade ids: the last copy is graded
+    positions: dict[str, list[int]] = {}
+    for index, cell in enumerate(cells):
+        gid = _grade_id(cell)
+        if gid:
+            positions.setdefault(gid, []).append(index)
+    drop: set[int] = set()
+    for gid, where in positions.items():
+        if len(where) < 2:
+            continue
+        locked = _is_locked(_nbgrader(release.cells_by_id[gid]))
+        for index in where[:-1]:
+            if locked:
+                drop.add(index)
+            else:
+                del cells[index].metadata["nbgrader"]
+        what = "locked cell" if locked else "answer cell"
+        notes.append(
+            f"{what} {gid} appears {len(where)} times: graded the last copy"
+            + ("" if locked else " (earlier copies still run, as ordinary cells)")
+        )
+        repaired = True
+    cells = [cell for index, cell in enumerate(cells) if index not in drop]
+
+    # 5. missing grade ids: align with the release (stripped metadata, deleted cells)
+    present = {gid for gid in (_grade_id(c) for c in cells) if gid}
+    missing = [gid for gid in release.grade_ids if gid not in present]
+    if missing:
+        stripped = not present
+        cells, counts = _align(cells, release)
+        if stripped:
+            locked_code = release.locked_code_ids()
+            found = {gid for gid in (_grade_id(c) for c in cells) if gid} - set(counts["restored"])
+            anchors = len([gid for gid in locked_code if gid in found])
+            if anchors < RECOVER_MIN_ANCHORS * max(1, len(locked_code)):
+                raise Rejected(
+                    "invalid",
+                    "the nbgrader metadata of this notebook was removed and its cells cannot be "
+                    f"matched to the release of {release.assignment} (only {anchors} of "
+                    f"{len(locked_code)} instructor code cells found unchanged): the student "
+                    "should copy their answers into a fresh copy of the release",
+                )
+            notes.append(
+                "nbgrader metadata was missing (removed by an editor or converter): recovered "
+                f"it by matching the notebook to the release ({counts['anchored_by_source']} "
+                f"instructor cells by source, {counts['answers_matched']} answer cells by "
+                "position)"
+            )
+        restored = counts["restored"]
+        tests = [g for g in restored if release.cells_by_id[g].metadata["nbgrader"].get("grade")
+                 and _is_locked(release.cells_by_id[g].metadata["nbgrader"])]
+        answers = [g for g in restored if not _is_locked(release.cells_by_id[g].metadata["nbgrader"])]
+        others = [g for g in restored if g not in tests and g not in answers]
+        if tests:
+            notes.append(f"test cell(s) {', '.join(tests)} missing: restored from the release "
+                         "and graded")
+        if answers:
+            notes.append(f"answer cell(s) {', '.join(answers)} missing: restored empty")
+        if others and not stripped:
+            notes.append(f"{len(others)} locked instruction cell(s) missing: restored")
+        repaired = True
+
+    # 6. metadata of matched cells = the release's; report edited locked cells
+    edited_tests = []
+    for cell in cells:
+        gid = _grade_id(cell)
+        if not gid:
+            continue
+        rel_cell = release.cells_by_id[gid]
+        cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
+        if (
+            rel_cell.cell_type == "code"
+            and rel_cell.metadata["nbgrader"].get("grade")
+            and _is_locked(rel_cell.metadata["nbgrader"])
+            and normalise_source(cell.source) != normalise_source(rel_cell.source)
+        ):
+            edited_tests.append(gid)
+    if edited_tests:
+        notes.append(f"test cell(s) {', '.join(edited_tests)} edited: graded with the original tests")
+
+    notebook.cells = cells
+    _unique_cell_ids(notebook)
+    return notebook, notes, repaired

@@ -1,0 +1,93 @@
+"""A long-lived grading process: ``python -m autograder.worker`` (started by the grader).
+
+Importing nbgrader, nbconvert and sqlalchemy costs about 3 s of CPU, as much as grading a
+small notebook; a worker pays it once and then runs nbgrader's ``Autograde`` converter (the
+code behind ``nbgrader autograde``, the same configuration) for one submission after another.
+
+Protocol: one JSON request per line on stdin ``{"course", "assignment", "student", "env",
+"log"}``; one JSON reply per line on the *original* stdout ``{"success": bool, "error": str}``
+(first line: ``{"ready": true}``). While a request runs, file descriptors 1 and 2 point at
+the request's log file, so nbgrader's log, warnings, and the kernel's own output (the kernel
+inherits them) land in the submission's log, never in the protocol channel. ``env`` is
+applied to ``os.environ`` for the request (the kernel inherits it) and undone afterwards.
+
+The grader (:class:`autograder.sandbox.Worker`) watches the process tree of the worker under
+the submission's limits and kills it when they are exceeded; a new worker is then started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+
+
+def _handle(request: dict, autograde_cls, loader_cls, coursedir_cls) -> dict:
+    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    environ = dict(os.environ)
+    cwd = os.getcwd()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[Autograde | %(levelname)s] %(message)s"))
+    app = None
+    try:
+        os.environ.update(request["env"])
+        os.chdir(request["course"])
+        config = loader_cls("nbgrader_config.py", path=request["course"]).load_config()
+        coursedir = coursedir_cls(config=config)
+        coursedir.assignment_id = request["assignment"]
+        coursedir.student_id = request["student"]
+        app = autograde_cls(coursedir=coursedir, config=config)
+        app.force = True
+        app.create_student = True
+        app.log.addHandler(handler)
+        app.start()
+        return {"success": True}
+    except Exception as error:  # noqa: BLE001 - reported to the grader, which decides
+        traceback.print_exc()
+        return {"success": False, "error": f"{type(error).__name__}: {error}"}
+    finally:
+        if app is not None:
+            app.log.removeHandler(handler)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(cwd)
+
+
+def main() -> int:
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    # Anything else written to stdout goes to stderr (the worker's log), not the protocol.
+    os.dup2(2, 1)
+    from nbgrader.converters import Autograde
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    import autograder.nbexec  # noqa: F401  (imported by the course config: load it once here)
+
+    logging.getLogger("traitlets").setLevel(logging.INFO)
+
+    protocol.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        reply = _handle(request, Autograde, PyFileConfigLoader, CourseDirectory)
+        protocol.write(json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Test data of the autograder tests: the toy course and submission builders."""

@@ -1,0 +1,147 @@
+"""The real course, graded end to end in ONE parallel batch (2 workers, smoke profile).
+
+The batch holds, for every TP: the solution as a student would submit it (full marks, no error
+in any cell: this is also the notebooks' execution test under nbgrader) and the blank release
+(zero on every autograded cell); the demo's typical mistakes (each must lose exactly the points
+of the test cells it should); and, on the cheapest TP, the pathological submissions whose
+outcome depends on a real notebook (stripped metadata, monkeypatching, edited / deleted test
+cells, duplicated answer cell, another TP's notebook). The crash, time and memory fixtures run
+on the toy course (tests/test_autograder_toy.py): their limits are per batch and would not fit
+the real notebooks' feature extraction.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from autograder import course, demo, grading, students
+from autograder.submissions import Submission
+from tests.data import fixture_submissions as fx
+
+pytestmark = pytest.mark.slow
+
+ROOT = course.REPO_ROOT
+ASSIGNMENTS = course.assignments(ROOT)
+# Longest first, so that the two workers finish together and the cheap blank releases of the
+# VGG16 TPs run after their solutions (the feature cache then serves them).
+COST_ORDER = ["tp3_scene15_svm", "tp5_cifar10_clustering", "tp4_cats_dogs_mobilenet",
+              "tp2_imagenet_prediction", "tp1_vgg16_architecture", "tp6_resnet18_features"]
+
+CHEAP = "tp1_vgg16_architecture"
+CHEAP_TARGET = fx.Target(
+    assignment=CHEAP,
+    answer="ex6_logits",
+    tests=("test_ex6_logits",),
+    function=None,
+    wrong=("probe_logits = model(probe_batch)", "probe_logits = model(probe_batch) * 1.01"),
+    other="tp2_imagenet_prediction",
+)
+# fixture -> (status, test cells that must score 0, words of the reason)
+CHEAP_FIXTURES = {
+    "stripped_metadata": ("repaired", (), "nbgrader metadata was missing"),
+    "monkeypatch": ("ok", ("test_ex6_logits",), ""),
+    "edited_test": ("repaired", ("test_ex6_logits",), "test_ex6_logits edited"),
+    "deleted_test": ("repaired", (), "test_ex6_logits missing: restored"),
+    "duplicated_cell": ("repaired", (), "ex6_logits appears 2 times"),
+    "other_assignment": ("wrong_assignment", None, "this is the notebook of tp2_imagenet_prediction"),
+}
+
+if not ASSIGNMENTS:
+    pytest.skip("no source notebook in solutions/ yet", allow_module_level=True)
+
+
+def _order(assignment: str) -> int:
+    return COST_ORDER.index(assignment) if assignment in COST_ORDER else len(COST_ORDER)
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory, fixture_root):
+    """Everything graded at once; returns ``{(student, assignment): record}``."""
+    root = tmp_path_factory.mktemp("real-batch")
+    out = root / "out"
+    folder = root / "submissions"
+    template = grading.build_template(ROOT, ASSIGNMENTS, out / ".work")
+    first, later = [], []
+    for assignment in sorted(ASSIGNMENTS, key=_order):
+        source = course.read_notebook(course.source_notebook(ROOT, assignment))
+        release_nb = template.release(assignment).notebook
+        for who, notebook, queue in (("solution", students.solved_release(source, release_nb), first),
+                                     ("blank", students.blank_release(release_nb), later)):
+            path = folder / f"{who}_{assignment}.ipynb"
+            students.write(notebook, path)
+            queue.append(Submission(who, assignment, path, path.name, "flat"))
+    mistakes = [item for item in demo.DEMO if item.edits and item.assignment in ASSIGNMENTS]
+    for item, path in zip(mistakes, demo.build_submissions(folder / "demo", template, ROOT, tuple(mistakes)), strict=True):
+        later.append(Submission(item.student, item.assignment, path, path.name, "flat"))
+    if CHEAP in ASSIGNMENTS and CHEAP_TARGET.other in ASSIGNMENTS:
+        written = fx.write_fixtures(folder / "fixtures", ROOT, template.root, CHEAP_TARGET,
+                                    list(CHEAP_FIXTURES))
+        for name, path in written.items():
+            later.append(Submission(name, CHEAP, path, path.name, "flat"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FEATURELAB_DATA", str(fixture_root.parent))
+        result = grading.grade_batch(first + later, out=out, course_root=ROOT, jobs=2,
+                                     options=grading.Options(profile="smoke", timeout_cell=600),
+                                     progress=False, work_dir=out / ".work")
+    return {(r.student, r.assignment): r for r in result.records}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_gets_full_marks_without_any_error(batch, assignment):
+    record = batch[("solution", assignment)]
+    failing = [(c.grade_id, c.message) for c in record.cells
+               if c.kind == "auto" and (c.score or 0) < c.points]
+    assert failing == [] and record.status == "ok", record.reason
+    assert record.score == record.max_score > 0
+    assert record.code_errors == [], "a cell of the solution raised an error"
+    assert record.attempts == 1
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_blank_release_scores_zero(batch, assignment):
+    record = batch[("blank", assignment)]
+    assert record.status == "ok", record.reason
+    passing = [c.grade_id for c in record.cells if c.kind == "auto" and (c.score or 0) > 0]
+    assert passing == [], "these tests pass on the blank release"
+    assert record.score == 0
+
+
+@pytest.mark.parametrize("assignment", sorted({"tp3_scene15_svm", "tp4_cats_dogs_mobilenet",
+                                               "tp5_cifar10_clustering"} & set(ASSIGNMENTS)))
+def test_solutions_report_their_metric(batch, assignment):
+    assert "accuracy" in batch[("solution", assignment)].metrics
+
+
+@pytest.mark.parametrize("item", [i for i in demo.DEMO if i.edits and i.assignment in ASSIGNMENTS],
+                         ids=lambda i: f"{i.student}-{i.assignment}")
+def test_demo_mistakes_lose_exactly_their_points(batch, item):
+    record = batch[(item.student, item.assignment)]
+    assert demo.check_outcomes([record], (item,)) == []
+    solution = batch[("solution", item.assignment)]
+    lost_points = sum(c.points for c in record.cells if c.grade_id in item.loses)
+    assert record.score == solution.score - lost_points
+
+
+@pytest.mark.skipif(CHEAP not in ASSIGNMENTS, reason=f"{CHEAP} not written yet")
+@pytest.mark.parametrize("name", list(CHEAP_FIXTURES))
+def test_pathological_submissions_of_a_real_tp(batch, name):
+    record = batch[(name, CHEAP)]
+    status, zero, words = CHEAP_FIXTURES[name]
+    assert record.status == status, record.reason
+    assert words in record.reason
+    if zero is None:
+        assert record.score == 0 and record.cells == []
+        return
+    lost = {c.grade_id for c in record.cells if c.kind == "auto" and (c.score or 0) < c.points}
+    assert lost == set(zero), [(c.grade_id, c.message) for c in record.cells]
+
+
+def test_no_grading_process_left_behind(batch):
+    import psutil
+
+    workers = [p for p in psutil.process_iter(["cmdline"])
+               if "autograder.worker" in " ".join(p.info["cmdline"] or [])
+               and p.ppid() == os.getpid()]
+    assert workers == []

@@ -236,7 +236,12 @@ def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path,
                 work_dir=building / ".jupyter",
             )
             (building / "complete").write_text(json.dumps(fingerprints, indent=1))
-            building.rename(root)
+            try:
+                building.rename(root)
+            except OSError:  # another process built the same template meanwhile: use theirs
+                if not (root / "complete").is_file():
+                    raise
+                shutil.rmtree(building, ignore_errors=True)
         except BaseException:
             shutil.rmtree(building, ignore_errors=True)
             raise

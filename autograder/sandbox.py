@@ -302,8 +302,15 @@ class Worker:
         peak = 0.0
         killed = None
         reply = None
-        self.process.stdin.write((json.dumps(request) + "\n").encode())
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):  # died while idle: start a fresh one, once
+            self.kill()
+            self.start()
+            root = psutil.Process(self.process.pid)
+            self.process.stdin.write((json.dumps(request) + "\n").encode())
+            self.process.stdin.flush()
         self.requests += 1
         stdout = self.process.stdout
         while True:

@@ -4,10 +4,12 @@ The batch holds, for every TP: the solution as a student would submit it (full m
 in any cell: this is also the notebooks' execution test under nbgrader) and the blank release
 (zero on every autograded cell); the demo's typical mistakes (each must lose exactly the points
 of the test cells it should); and, on the cheapest TP, the pathological submissions whose
-outcome depends on a real notebook (stripped metadata, monkeypatching, edited / deleted test
-cells, duplicated answer cell, another TP's notebook). The crash, time and memory fixtures run
-on the toy course (tests/test_autograder_toy.py): their limits are per batch and would not fit
-the real notebooks' feature extraction.
+outcome depends on a real notebook's content (stripped metadata recovered on a 50-cell
+notebook, monkeypatching against the real hidden tests, an edited test cell, a duplicated
+answer cell, another TP's notebook). The other fixtures (crashes, time and memory limits,
+deleted cells, stderr, broken files) run on the toy course (tests/test_autograder_toy.py):
+they test the machinery, not a notebook, and the limits they need are per batch and would not
+fit the real notebooks' feature extraction.
 """
 
 from __future__ import annotations
@@ -29,23 +31,24 @@ ASSIGNMENTS = course.assignments(ROOT)
 COST_ORDER = ["tp3_scene15_svm", "tp5_cifar10_clustering", "tp4_cats_dogs_mobilenet",
               "tp2_imagenet_prediction", "tp1_vgg16_architecture", "tp6_resnet18_features"]
 
-CHEAP = "tp1_vgg16_architecture"
+CHEAP = "tp6_resnet18_features"  # one photo through ResNet-18: the cheapest TP to execute
 CHEAP_TARGET = fx.Target(
     assignment=CHEAP,
-    answer="ex6_logits",
-    tests=("test_ex6_logits",),
-    function=None,
-    wrong=("probe_logits = model(probe_batch)", "probe_logits = model(probe_batch) * 1.01"),
-    other="tp2_imagenet_prediction",
+    answer="ex5_most_active",
+    tests=("test_ex5_most_active",),
+    function="most_active_channels",
+    # ranks channels by |mean|: right on post-ReLU maps (the visible asserts pass), wrong on
+    # the hidden probes with negative means
+    wrong=("feature_maps.mean(dim=(1, 2))", "feature_maps.mean(dim=(1, 2)).abs()"),
+    other="tp1_vgg16_architecture",
 )
-# fixture -> (status, test cells that must score 0, words of the reason)
+# fixture -> (status, test cells that must score 0 (None: not graded), words of the reason)
 CHEAP_FIXTURES = {
     "stripped_metadata": ("repaired", (), "nbgrader metadata was missing"),
-    "monkeypatch": ("ok", ("test_ex6_logits",), ""),
-    "edited_test": ("repaired", ("test_ex6_logits",), "test_ex6_logits edited"),
-    "deleted_test": ("repaired", (), "test_ex6_logits missing: restored"),
-    "duplicated_cell": ("repaired", (), "ex6_logits appears 2 times"),
-    "other_assignment": ("wrong_assignment", None, "this is the notebook of tp2_imagenet_prediction"),
+    "monkeypatch": ("ok", ("test_ex5_most_active",), ""),
+    "edited_test": ("repaired", ("test_ex5_most_active",), "test_ex5_most_active edited"),
+    "duplicated_cell": ("repaired", (), "ex5_most_active appears 2 times"),
+    "other_assignment": ("wrong_assignment", None, "this is the notebook of tp1_vgg16_architecture"),
 }
 
 if not ASSIGNMENTS:

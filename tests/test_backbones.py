@@ -129,3 +129,14 @@ def test_preprocessing_is_the_weights_transforms():
     out = backbones.preprocessing("vgg16")(image)
     assert out.shape == (3, 224, 224)
     assert torch.allclose(out, backbones.SPECS["vgg16"].weights.transforms()(image))
+
+
+def test_random_batchnorm_networks_keep_input_dependent_features(random_models):
+    """Calibrated batch-norm statistics: random MobileNetV3 features neither vanish nor collapse."""
+    model = random_models["mobilenet_v3_large"]
+    assert not model.training
+    probe = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        features = model.features(probe)
+    assert features.abs().mean() > 1e-2
+    assert (features[0] - features[1]).abs().mean() > 1e-2

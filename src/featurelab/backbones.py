@@ -161,9 +161,28 @@ def load_model(
 
 
 def _random_model(bspec: BackboneSpec) -> nn.Module:
+    """Seeded random initialisation, with batch-norm statistics set on random inputs.
+
+    A freshly initialised batch-norm layer has running mean 0 and variance 1, which in deep
+    nets like MobileNetV3 shrinks the activations to ~1e-8 and makes every input look alike.
+    A few forward passes in train mode on seeded ``N(0, 1)`` images (what normalised ImageNet
+    inputs look like) set the statistics, so random features keep a usable scale and still
+    depend on the input. Networks without batch-norm (VGG16) are left as built.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_INIT_SEED)
-        return bspec.builder(weights=None)
+        model = bspec.builder(weights=None)
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if norms:
+            for norm in norms:
+                norm.momentum = None  # cumulative average over the calibration batches
+            model.train()
+            with torch.no_grad():
+                for _ in range(2):
+                    model(torch.randn(8, 3, 224, 224))
+            for norm in norms:
+                norm.momentum = 0.1
+        return model.eval()
 
 
 class ResNetTrunk(nn.Sequential):

@@ -292,17 +292,24 @@ def test_default_num_workers_follows_the_measured_rule(monkeypatch, tmp_path):
     assert features.default_num_workers(big, 8, cuda) == 0
 
 
-def test_workers_give_the_same_features(tmp_path):
-    root = write_images(tmp_path / "images", per_class=4)
-    dataset = datasets.ImageFolder(root, transform=image_transform())
+def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch):
+    root = write_images(tmp_path / "images", per_class=5)
+    dataset = Subset(datasets.ImageFolder(root, transform=image_transform()), range(14, -1, -1))
     model = small_convnet()
-    serial, serial_labels = features.extract(
-        model, dataset, batch_size=4, num_workers=0, cache=False, progress=False
-    )
-    parallel, parallel_labels = features.extract(
-        model, dataset, batch_size=4, num_workers=2, cache=False, progress=False
-    )
-    assert torch.equal(serial, parallel) and torch.equal(serial_labels, parallel_labels)
+    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    assert features.default_num_workers(dataset, 4, torch.device("cpu")) == 0
+    assert features.default_decode_threads(dataset, 4) == 2  # the default path on 2 cores
+    assert features.default_decode_threads(ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15), 4) == 0
+
+    def run(**kwargs):
+        return features.extract(model, dataset, batch_size=4, cache=False, progress=False, **kwargs)
+
+    serial, serial_labels = run(num_workers=0)  # one item after the other
+    threaded, threaded_labels = run()  # 2 decode threads between forward passes
+    parallel, parallel_labels = run(num_workers=2)  # 2 worker processes
+    assert serial_labels.tolist() == [2] * 5 + [1] * 5 + [0] * 5
+    for got, labels in ((threaded, threaded_labels), (parallel, parallel_labels)):
+        assert torch.equal(got, serial) and torch.equal(labels, serial_labels)
 
 
 def test_resolve_amp_defaults_to_float32_everywhere():

@@ -72,6 +72,7 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "default_num_workers",
+    "default_decode_threads",
     "resolve_amp",
 ]
 
@@ -173,6 +175,42 @@ def default_num_workers(dataset: Any, batch_size: int, device: torch.device) -> 
             return 0
         workers = min(workers, 4)
     return workers
+
+
+def default_decode_threads(dataset: Any, batch_size: int) -> int:
+    """Threads that decode each batch when :func:`extract` loads data in the main process.
+
+    All cores (``> 1``) for datasets known to be safe to read from several threads at once
+    (torchvision ``ImageFolder``/``DatasetFolder`` and ``CIFAR10``, featurelab's
+    ``ImageListDataset``, and ``Subset``/``ConcatDataset`` of those) holding more than one
+    batch; else 0 (plain DataLoader, one item after the other). Passing ``num_workers=0``
+    explicitly also gives the plain one-by-one loading.
+    """
+    if not _thread_safe(dataset):
+        return 0
+    try:
+        if len(dataset) <= batch_size:
+            return 0
+    except TypeError:
+        return 0
+    cores = _cpu_cores()
+    return cores if cores > 1 else 0
+
+
+def _thread_safe(dataset: Any) -> bool:
+    from torch.utils.data import ConcatDataset, Subset
+    from torchvision.datasets import CIFAR10, DatasetFolder
+
+    if isinstance(dataset, Subset):
+        return _thread_safe(dataset.dataset)
+    if isinstance(dataset, ConcatDataset):
+        return all(_thread_safe(part) for part in dataset.datasets)
+    if isinstance(dataset, (DatasetFolder, CIFAR10)):
+        return True
+    return type(dataset).__module__ == "featurelab.data" and type(dataset).__name__ in (
+        "ImageListDataset",
+        "CIFAR10Batches",
+    )
 
 
 def _is_tensor_dataset(dataset: Any) -> bool:
@@ -303,6 +341,20 @@ def _tensor_batches(dataset: TensorDataset, batch_size: int) -> Iterator[tuple[A
         yield images[start : start + batch_size], labels[start : start + batch_size]
 
 
+def _threaded_batches(dataset: Any, batch_size: int, threads: int) -> Iterator[Any]:
+    """Batches decoded by ``threads`` threads *between* forward passes, never during one.
+
+    PIL decoding and the tensor ops of the transforms release the GIL, so the items of one
+    batch decode in parallel on all cores; the pool is idle while the model computes, so it
+    never competes with the intra-op threads (see the module docstring).
+    """
+    size = len(dataset)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="featurelab-decode") as pool:
+        for start in range(0, size, batch_size):
+            indices = range(start, min(size, start + batch_size))
+            yield default_collate(list(pool.map(dataset.__getitem__, indices)))
+
+
 def _single_output(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
@@ -416,14 +468,15 @@ def extract(
     if cache_dir is not None and not _cacheable(model, dataset, loader_given, total):
         cache_dir = None
 
-    workers = 0
-    threads = None
+    workers, threads, decode_threads = 0, None, 0
     if not loader_given and not _is_tensor_dataset(data):
         workers = (
             default_num_workers(data, batch_size, target) if num_workers is None else num_workers
         )
         if target.type == "cpu" and workers and num_workers is None:
             threads = max(1, min(torch.get_num_threads(), _cpu_cores() - workers))
+        if num_workers is None and workers == 0:
+            decode_threads = default_decode_threads(data, batch_size)
 
     with _on_device(model, target):
         key = None
@@ -445,6 +498,7 @@ def extract(
                     batch_size=batch_size,
                     device=target,
                     workers=workers,
+                    decode_threads=decode_threads,
                     amp_dtype=amp_dtype,
                     resize=resize_hw,
                     pool=pool,
@@ -520,6 +574,7 @@ def _run(
     batch_size: int,
     device: torch.device,
     workers: int,
+    decode_threads: int,
     amp_dtype: torch.dtype | None,
     resize: tuple[int, int] | None,
     pool: str | None,
@@ -530,6 +585,8 @@ def _run(
         batches = dataset
     elif _is_tensor_dataset(dataset):
         batches = _tensor_batches(dataset, batch_size)
+    elif decode_threads > 1:
+        batches = _threaded_batches(dataset, batch_size, decode_threads)
     else:
         batches = DataLoader(
             dataset,

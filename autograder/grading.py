@@ -954,9 +954,23 @@ def grade(
 
 def main(submissions: Path, *, out: Path, quiet: bool = False, **kwargs) -> int:
     """CLI entry point of ``grade`` (exit code: 0 done, 130 interrupted)."""
+    import sys
+
     from . import report
 
     result = grade(submissions, out=out, progress=not quiet, **kwargs)
+    course_root = Path(kwargs.get("course_root", REPO_ROOT))
+    work = Path(kwargs.get("work_dir") or Path(out).resolve() / ".work")
+    templates = sorted(work.glob("template-*/complete"), key=lambda p: p.stat().st_mtime)
+    if templates:
+        template_root = templates[-1].parent
+        for assignment in course_mod.assignments(template_root):
+            committed = course_mod.release_notebook(course_root, assignment)
+            fresh = course_mod.release_notebook(template_root, assignment)
+            if committed.is_file() and committed.read_bytes() != fresh.read_bytes():
+                print(f"note: {committed} differs from a fresh release of the source: students "
+                      "may hold an older release (graded against the current source; run "
+                      "`python -m autograder release --check`)", file=sys.stderr)
     if not quiet:
         print(report.format_table(result.records))
     out = Path(out)

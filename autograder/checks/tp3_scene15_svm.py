@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.svm import LinearSVC
 from torch import nn
 
 from . import _PRISTINE, _as_tensor, tensors_close
@@ -135,8 +136,6 @@ def synthetic_svm_problem(seed: int = PROBE_SEED):
 
 def is_linear_svc(classifier, c: float = 1.0) -> bool:
     """True when ``classifier`` is a fitted scikit-learn ``LinearSVC`` with ``C == c``."""
-    from sklearn.svm import LinearSVC
-
     return (
         _PRISTINE["isinstance"](classifier, LinearSVC)
         and _PRISTINE["abs"](float(classifier.C) - c) < 1e-12

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
+from sklearn.cluster import KMeans
 from torch import nn
 
 from . import _PRISTINE, _as_tensor
@@ -168,8 +169,6 @@ def kmeans_inertia(features, assignment) -> float:
 
 def reference_kmeans(features, n_clusters: int = NUM_CLASSES, seed: int = 0) -> np.ndarray:
     """k-means (10 restarts, fixed seed) on the L2-normalised rows of ``features``."""
-    from sklearn.cluster import KMeans
-
     x = torch.nn.functional.normalize(_as_tensor(features).float(), dim=1).numpy()
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(x)
 

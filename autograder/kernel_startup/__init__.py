@@ -22,7 +22,16 @@ MARKER_ENV = "FEATURELAB_KERNEL_MARKER"
 
 def run() -> None:
     """Import ``autograder.checks`` (capturing pristine functions) and write the marker file."""
-    import autograder.checks  # noqa: F401  (the import is the point)
+    import importlib
+    import pkgutil
+
+    import autograder.checks
+
+    # The per-assignment reference modules too: they bind scipy / scikit-learn functions
+    # (linear_sum_assignment, KMeans, LinearSVC ...) at import, before student code can
+    # replace them.
+    for module in pkgutil.iter_modules(autograder.checks.__path__):
+        importlib.import_module(f"autograder.checks.{module.name}")
 
     marker = os.environ.get(MARKER_ENV)
     if marker:

@@ -110,8 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import signal
+    import threading
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (kill, a batch scheduler) takes the same clean path as Ctrl-C: running
+        # submissions are stopped, finished ones stay recorded for the resumed run.
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return _dispatch(args)
     except AutograderError as error:
@@ -120,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

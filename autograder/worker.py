@@ -13,6 +13,8 @@ applied to ``os.environ`` for the request (the kernel inherits it) and undone af
 
 The grader (:class:`autograder.sandbox.Worker`) watches the process tree of the worker under
 the submission's limits and kills it when they are exceeded; a new worker is then started.
+Conversely the worker watches the grader: if the grader dies (Ctrl-C, SIGTERM, SIGKILL), the
+worker kills its kernel and exits within half a second.
 """
 
 from __future__ import annotations
@@ -67,7 +69,35 @@ def _handle(request: dict, autograde_cls, loader_cls, coursedir_cls) -> dict:
         os.chdir(cwd)
 
 
+def _die_with_parent(parent_pid: int, period_s: float = 0.5) -> None:
+    """Watch the grader; if it dies (even by SIGKILL), kill our kernel and exit at once.
+
+    The worker runs in a session of its own (so that a limit can kill its whole tree), hence
+    signals sent to the grader's process group never reach it: without this watch a worker
+    busy with an endless cell would outlive an interrupted grader.
+    """
+    import threading
+    import time
+
+    def watch() -> None:
+        while True:
+            time.sleep(period_s)
+            if os.getppid() != parent_pid:
+                try:
+                    import psutil
+
+                    children = psutil.Process().children(recursive=True)
+                    for child in children:
+                        child.kill()
+                except Exception:  # noqa: BLE001 - exiting anyway
+                    pass
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def main() -> int:
+    _die_with_parent(os.getppid())
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     # Anything else written to stdout goes to stderr (the worker's log), not the protocol.
     os.dup2(2, 1)

@@ -175,10 +175,20 @@ def test_metrics_reported_by_the_notebook_are_recorded(batch):
     assert _by_student(batch)["blank"].metrics == {}
 
 
+def _grading_processes(root: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for process in root.children(recursive=True):
+        try:
+            command = " ".join(process.cmdline())
+        except psutil.Error:
+            continue
+        if "autograder.worker" in command or "ipykernel_launcher" in command:
+            found.append(process)
+    return found
+
+
 def test_nothing_left_running(batch):
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if str(shared_work_dir()) in " ".join(p.info["cmdline"] or [])]
-    assert leftovers == []
+    assert _grading_processes(psutil.Process()) == []
 
 
 # ----------------------------------------------------------------------------- inputs, resume
@@ -233,16 +243,18 @@ def test_cli_interrupt_then_resume(template, tmp_path):
     process = _cli("grade", str(folder), "--out", str(out), "--jobs", "1", "--profile", "smoke",
                    "--quiet", start_new_session=True)
     state = out / ".state"
+    grader = psutil.Process(process.pid)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and len(list(state.glob("*.json"))) < 1:
         time.sleep(0.2)
     assert len(list(state.glob("*.json"))) >= 1, process.communicate()[0]
+    family = _grading_processes(grader)
+    assert family, "a worker is running"
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
-    time.sleep(1)
-    assert [p for p in psutil.process_iter(["cmdline"])
-            if str(out) in " ".join(p.info["cmdline"] or [])] == []
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == []
     finished = len(list(state.glob("*.json")))
     assert finished < 3, "the run was interrupted before the end"
 
@@ -259,6 +271,34 @@ def test_cli_interrupt_then_resume(template, tmp_path):
                           progress=False)
     assert again.graded == 1
     assert {r.student: r.score for r in again.records} == {"ann": 6, "ben": 0, "cid": 6}
+
+
+def test_a_killed_grader_leaves_nothing_running(template, tmp_path):
+    """SIGKILL the grader while a kernel spins in an endless cell: the worker notices that its
+    parent died and takes the kernel with it (the worker has a session of its own, so nothing
+    else would)."""
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    source = read_notebook(source_notebook(TOY_COURSE, "toy"))
+    (folder / "spinner_toy.ipynb").write_bytes(
+        fx.infinite_loop(source, template.release("toy").notebook, TOY_TARGET))
+    out = tmp_path / "out"
+    process = _cli("grade", str(folder), "--out", str(out), "--jobs", "1", "--profile", "smoke",
+                   "--timeout-cell", "600", "--quiet")
+    grader = psutil.Process(process.pid)
+    deadline = time.monotonic() + 180
+    kernels = []
+    while time.monotonic() < deadline and not kernels:
+        time.sleep(0.5)
+        kernels = [p for p in grader.children(recursive=True)
+                   if "ipykernel_launcher" in " ".join(p.cmdline())]
+    assert kernels, "the kernel never started"
+    family = grader.children(recursive=True)
+    time.sleep(2)  # the endless cell is running now
+    process.kill()
+    process.wait()
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert alive == [], [p.cmdline() for p in alive]
 
 
 # ----------------------------------------------------------------------------- calibrate, preflight

@@ -34,6 +34,8 @@ _SUBMODULES = (
 
 
 def __getattr__(name: str):
+    if name == "report_metric":  # fl.report_metric(name, value): see featurelab.reporting
+        return importlib.import_module(f"{__name__}.reporting").report_metric
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -299,7 +299,13 @@ def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch
     monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
     assert features.default_num_workers(dataset, 4, torch.device("cpu")) == 0
     assert features.default_decode_threads(dataset, 4) == 2  # the default path on 2 cores
-    assert features.default_decode_threads(ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15), 4) == 0
+    plain = ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15)
+    assert features.default_decode_threads(plain, 4) == 0  # unknown: may not be thread-safe
+
+    class Declared(ListDataset):
+        thread_safe = True
+
+    assert features.default_decode_threads(Declared(plain.images, plain.labels), 4) == 2
 
     def run(**kwargs):
         return features.extract(model, dataset, batch_size=4, cache=False, progress=False, **kwargs)

@@ -180,11 +180,11 @@ def default_num_workers(dataset: Any, batch_size: int, device: torch.device) -> 
 def default_decode_threads(dataset: Any, batch_size: int) -> int:
     """Threads that decode each batch when :func:`extract` loads data in the main process.
 
-    All cores (``> 1``) for datasets known to be safe to read from several threads at once
-    (torchvision ``ImageFolder``/``DatasetFolder`` and ``CIFAR10``, featurelab's
-    ``ImageListDataset``, and ``Subset``/``ConcatDataset`` of those) holding more than one
-    batch; else 0 (plain DataLoader, one item after the other). Passing ``num_workers=0``
-    explicitly also gives the plain one-by-one loading.
+    One per core (if more than one) for datasets holding more than one batch that are safe to
+    read from several threads at once: torchvision's ``DatasetFolder``/``ImageFolder`` and
+    ``CIFAR10``, any dataset class with a true ``thread_safe`` attribute, and ``Subset`` /
+    ``ConcatDataset`` of those. Else 0: plain DataLoader loading, one item after the other
+    (also what an explicit ``num_workers=0`` gives).
     """
     if not _thread_safe(dataset):
         return 0
@@ -199,17 +199,19 @@ def default_decode_threads(dataset: Any, batch_size: int) -> int:
 
 def _thread_safe(dataset: Any) -> bool:
     from torch.utils.data import ConcatDataset, Subset
-    from torchvision.datasets import CIFAR10, DatasetFolder
+    from torchvision.datasets import CIFAR10, DatasetFolder, ImageFolder
 
     if isinstance(dataset, Subset):
         return _thread_safe(dataset.dataset)
     if isinstance(dataset, ConcatDataset):
         return all(_thread_safe(part) for part in dataset.datasets)
-    if isinstance(dataset, (DatasetFolder, CIFAR10)):
+    if getattr(type(dataset), "thread_safe", False) is True:
         return True
-    return type(dataset).__module__ == "featurelab.data" and type(dataset).__name__ in (
-        "ImageListDataset",
-        "CIFAR10Batches",
+    # torchvision's loaders: open + decode + transform, no shared state. (A subclass may add
+    # some: only the classes themselves and featurelab's CIFAR10Batches are trusted.)
+    kind = type(dataset)
+    return kind in (CIFAR10, DatasetFolder, ImageFolder) or (
+        kind.__module__ == "featurelab.data" and kind.__name__ == "CIFAR10Batches"
     )
 
 

@@ -13,11 +13,13 @@ which run exactly as fast as pretrained ones) and each real image set in ``../sh
              with the same settings as (b): memory format, batch size, precision.
 (d) cache    ``extract`` into an empty cache folder (miss: computes and writes), then again
              (hit: fingerprint + checksummed memory-mapped read).
-(e) alt      ``extract`` in the other precision (CPU: ``amp=True``, bfloat16 autocast; CUDA:
-             ``amp=False``, float32), with the largest difference to (b) relative to the
-             largest feature value, and the relative L2 error.
-    decode   the dataset alone (decode + transform in the main process), images/s: with
-             2 cores, (b) cannot beat 1 / (1/ceiling + 1/decode) (decode runs between batches).
+(e) alt      ``extract(amp=True)``: bfloat16 autocast (float16 on GPUs without bfloat16),
+             with the largest difference to (b) relative to the largest feature value, and
+             the relative L2 error.
+    data     extract's data path alone (the model replaced by a mean over pixels): decode,
+             transform, collate, resize. When loading and the model take turns on the same
+             cores, (b) cannot beat the bound 1 / (1/ceiling + 1/data).
+    1 worker (CPU) extract with ``num_workers=1``: a decoding process next to the model.
 
 Prints a table and, with ``--json PATH``, writes every number plus the machine description.
 
@@ -228,7 +230,6 @@ def bench_pair(model_name, dataset_name, root, limit, device, batch_size, repeat
         best[name] = min(best.get(name, float("inf")), seconds)
         results.setdefault(name, result)
 
-    alt_amp = False if device.type == "cuda" else True
     for _ in range(repeat):  # interleaved, best of `repeat`: robust to a busy machine
         measure("data", lambda: run_extract(DataOnly(), cache=False))
         measure("ceiling", ceiling)
@@ -237,10 +238,10 @@ def bench_pair(model_name, dataset_name, root, limit, device, batch_size, repeat
         with tempfile.TemporaryDirectory(prefix="featurelab-bench-cache-") as folder:
             measure("cache_miss", lambda: run_extract(cache=folder))
             measure("cache_hit", lambda: run_extract(cache=folder))
-        if device.type == "cpu":  # A/B: plain one-by-one loading in the main process
-            measure("serial", lambda: run_extract(cache=False, num_workers=0))
+        if device.type == "cpu":  # why extract uses no worker process on a small CPU
+            measure("one_worker", lambda: run_extract(cache=False, num_workers=1))
         if do_alt:
-            measure("alt", lambda: run_extract(cache=False, amp=alt_amp))
+            measure("alt", lambda: run_extract(cache=False, amp=True))
     inputs = None
 
     rate = {name: n / seconds for name, seconds in best.items()}
@@ -248,7 +249,7 @@ def bench_pair(model_name, dataset_name, root, limit, device, batch_size, repeat
     row["ceiling_img_s"] = rate["ceiling"]
     row["naive_img_s"] = rate["naive"]
     row["extract_img_s"] = rate["extract"]
-    row["serial_img_s"] = rate.get("serial")
+    row["one_worker_img_s"] = rate.get("one_worker")
     row["x_naive"] = rate["extract"] / rate["naive"]
     row["of_ceiling"] = rate["extract"] / rate["ceiling"]
     row["serial_bound_img_s"] = 1 / (1 / rate["ceiling"] + 1 / rate["data"])
@@ -266,10 +267,9 @@ def bench_pair(model_name, dataset_name, root, limit, device, batch_size, repeat
     row["cache_hit_identical"] = bool(torch.equal(hit, fast) and torch.equal(hit_labels, labels))
     if do_alt:
         alt = results["alt"][0]
-        row["alt_precision"] = "float32" if device.type == "cuda" else "bfloat16"
+        row["alt_precision"] = str(features.resolve_amp(True, device)).replace("torch.", "")
         row["alt_img_s"] = rate["alt"]
-        mixed, exact = (fast, alt) if device.type == "cuda" else (alt, fast)
-        row["amp_max_rel"], row["amp_rel_l2"] = relative_differences(mixed, exact)
+        row["amp_max_rel"], row["amp_rel_l2"] = relative_differences(alt, fast)
     row["load_after"] = load_average()
     log(format_row(row))
     return row
@@ -282,7 +282,7 @@ COLUMNS = [
     ("naive_img_s", "naive", "{:.1f}"),
     ("extract_img_s", "extract", "{:.1f}"),
     ("x_naive", "x naive", "{:.2f}"),
-    ("serial_img_s", "w0", "{:.1f}"),
+    ("one_worker_img_s", "1 worker", "{:.1f}"),
     ("ceiling_img_s", "ceiling", "{:.1f}"),
     ("of_ceiling", "of ceil", "{:.2f}"),
     ("data_img_s", "data", "{:.0f}"),
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="runs per variant, best kept (default 1; vgg16 always 1)",
     )
-    parser.add_argument("--no-alt", action="store_true", help="skip the other-precision run")
+    parser.add_argument("--no-alt", action="store_true", help="skip the amp=True run")
     parser.add_argument("--realdata", default=None, help="folder of the real images")
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args(argv)

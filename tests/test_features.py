@@ -292,30 +292,18 @@ def test_default_num_workers_follows_the_measured_rule(monkeypatch, tmp_path):
     assert features.default_num_workers(big, 8, cuda) == 0
 
 
-def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch):
+def test_worker_processes_give_the_same_features(tmp_path):
     root = write_images(tmp_path / "images", per_class=5)
     dataset = Subset(datasets.ImageFolder(root, transform=image_transform()), range(14, -1, -1))
     model = small_convnet()
-    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
-    assert features.default_num_workers(dataset, 4, torch.device("cpu")) == 0
-    assert features.default_decode_threads(dataset, 4) == 2  # the default path on 2 cores
-    plain = ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15)
-    assert features.default_decode_threads(plain, 4) == 0  # unknown: may not be thread-safe
-
-    class Declared(ListDataset):
-        thread_safe = True
-
-    assert features.default_decode_threads(Declared(plain.images, plain.labels), 4) == 2
 
     def run(**kwargs):
         return features.extract(model, dataset, batch_size=4, cache=False, progress=False, **kwargs)
 
     serial, serial_labels = run(num_workers=0)  # one item after the other
-    threaded, threaded_labels = run()  # 2 decode threads between forward passes
     parallel, parallel_labels = run(num_workers=2)  # 2 worker processes
     assert serial_labels.tolist() == [2] * 5 + [1] * 5 + [0] * 5
-    for got, labels in ((threaded, threaded_labels), (parallel, parallel_labels)):
-        assert torch.equal(got, serial) and torch.equal(labels, serial_labels)
+    assert torch.equal(parallel, serial) and torch.equal(parallel_labels, serial_labels)
 
 
 def test_resolve_amp_defaults_to_float32_everywhere():

@@ -26,28 +26,33 @@ What :func:`extract` does and does not do
 * **No lasting side effects on the model.** It is moved to ``device`` and its 4-D weights
   converted to ``channels_last`` for the run, then moved and converted back (the same
   ``Parameter`` objects, so optimisers keep working). ``torch.inference_mode``: no graph.
-* **Speed.** ``channels_last`` (CPU: 1.4x resnet18, 1.9x mobilenet_v3_large, 1.3x VGG16 on
-  the course machine), batch size 32, pinned memory and ``non_blocking`` copies on CUDA,
-  DataLoader workers sized to the machine (below), on-device ``resize``, features written
-  into one preallocated ``(N, *D)`` tensor.
-* **DataLoader workers** (``num_workers=None``). On a CPU device the decoding workers compete
-  with PyTorch's intra-op threads for the same cores. Measured on 2 cores: one worker next to
-  the model's 2 OpenMP threads makes extraction 1.2x (mobilenet_v3_large) to 4.7x (resnet18)
-  *slower* than decoding in the main process (OpenMP threads wait for the preempted one at
-  every barrier). So: CPU with <= 4 cores -> 0 workers; more cores -> ``min(4, cores // 4)``
-  workers and the intra-op threads lowered by as many for the run (restored after). CUDA/MPS
-  (the model does not need the CPU) -> ``min(8, cores - 1)`` workers. Always 0 for a
-  ``TensorDataset`` (sliced directly, no DataLoader) or a dataset of at most 2 batches. Where
-  workers are spawned rather than forked (macOS, Windows): 0 below 1,000 items or when the
-  dataset cannot be pickled (a class defined in the notebook), else at most 4.
+* **Speed.** ``channels_last`` weights (CPU, random weights, batch 32: 1.4x resnet18, 1.9x
+  mobilenet_v3_large, 1.2-1.4x VGG16 on the course machine), pinned memory and
+  ``non_blocking`` copies on CUDA, DataLoader workers sized to the machine (below),
+  ``resize`` done on whole batches on the device, features written into one preallocated
+  ``(N, *D)`` tensor (no ``torch.cat`` copy). ``bench/RESULTS.md`` has the numbers.
+* **Loading** (``num_workers=None``). On a CPU device, decoding competes with the model for
+  the same cores. Measured on 2 cores: one DataLoader worker decoding *while* the model's 2
+  OpenMP threads run makes extraction 1.2x (mobilenet_v3_large) to 4.7x (resnet18) *slower*
+  than decoding in the main process between forward passes (the OpenMP threads wait at
+  every barrier for the one the worker preempted); decoding each batch with a thread per
+  core between forward passes gained nothing measurable either. So: CPU with <= 4 cores ->
+  0 workers (decode + transform cost 1-3 ms per image here, 1-10 % of a forward pass); more
+  cores -> ``min(4, cores // 4)`` workers and the intra-op threads lowered by as many for
+  the run (a heuristic, not measured here; restored after). CUDA/MPS (the model does not
+  need the CPU) -> ``min(8, cores - 1)`` workers. Always 0 for a ``TensorDataset`` (sliced
+  directly, no DataLoader) or a dataset of at most 2 batches. Where workers are spawned
+  rather than forked (macOS, Windows, Python >= 3.14): 0 below 1,000 items or when the
+  dataset cannot be pickled (a class defined in the notebook), else at most 4. Persistent
+  workers off (nothing stays alive between calls), prefetch factor 4.
 * **Precision** (``amp``). ``None`` (default) and ``False``: float32 on every device, so the
-  features equal those of a plain ``model(images)`` loop wherever the notebook runs (a visible
-  test comparing with ``model(x)`` must not fail only on a student's GPU). ``True``: autocast,
-  bfloat16 on CPU and on CUDA GPUs that support it, float16 on older GPUs (Colab's T4) and
-  MPS; or name the dtype (``torch.bfloat16``, ``"fp16"`` ...). On CPUs with AVX512-BF16 (the
-  course machine) bfloat16 runs resnet18 / mobilenet_v3_large ~2x and VGG16 ~2.5x faster,
-  with features within ~2e-2 of float32 relative to their largest value
-  (``bench/RESULTS.md``). Features are returned as float32 in every case.
+  features equal those of a plain ``model(images)`` loop wherever the notebook runs (a
+  visible test comparing with ``model(x)`` must not fail only on a student's GPU; measured
+  here: max difference 2e-6 to 2e-5 of the largest feature). ``True``: autocast, bfloat16 on
+  CPU and on CUDA GPUs that support it, float16 on older GPUs (Colab's T4) and MPS; or name
+  the dtype (``torch.bfloat16``, ``"fp16"`` ...). On this CPU (AVX512-BF16) bfloat16 runs
+  1.7-2x faster, with relative L2 errors of 0.8 % (VGG16 relu7), 3 % (resnet18 layer4) and
+  8-13 % (mobilenet_v3_large features), random weights. Features are returned as float32.
 * **Progress.** A tqdm bar (``tqdm.auto``: a widget in Jupyter, stderr in a terminal) when
   ``progress=True``; ``progress=False`` writes nothing at all (use it in nbgrader test cells:
   a cell that writes to stderr scores 0).
@@ -62,8 +67,9 @@ computes (weights and function, not its name: a hand-written ``VGG16relu7`` equa
 sizes, mtimes, transform), the device type, autocast dtype, ``resize``, ``pool`` and the
 torch/torchvision versions. Batch size, workers and ``channels_last`` are not in the key
 (they change results only by float rounding, ~1e-6). A cache hit costs one 1-image forward
-pass (the probe of the module fingerprint) plus hashing the weights and reading the file
-(~1.5 s for VGG16 on 2 CPU cores). See :mod:`featurelab.cache` for the format.
+pass (the probe of the module fingerprint), hashing the weights, reading three dataset items
+and the checksummed file: 0.4-0.5 s for VGG16 (138 M parameters), under 0.1 s for resnet18
+and mobilenet_v3_large on 2 CPU cores. See :mod:`featurelab.cache` for the format.
 """
 
 from __future__ import annotations
@@ -72,7 +78,6 @@ import multiprocessing
 import os
 import pickle
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -95,7 +100,6 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "default_num_workers",
-    "default_decode_threads",
     "resolve_amp",
 ]
 
@@ -175,44 +179,6 @@ def default_num_workers(dataset: Any, batch_size: int, device: torch.device) -> 
             return 0
         workers = min(workers, 4)
     return workers
-
-
-def default_decode_threads(dataset: Any, batch_size: int) -> int:
-    """Threads that decode each batch when :func:`extract` loads data in the main process.
-
-    One per core (if more than one) for datasets holding more than one batch that are safe to
-    read from several threads at once: torchvision's ``DatasetFolder``/``ImageFolder`` and
-    ``CIFAR10``, any dataset class with a true ``thread_safe`` attribute, and ``Subset`` /
-    ``ConcatDataset`` of those. Else 0: plain DataLoader loading, one item after the other
-    (also what an explicit ``num_workers=0`` gives).
-    """
-    if not _thread_safe(dataset):
-        return 0
-    try:
-        if len(dataset) <= batch_size:
-            return 0
-    except TypeError:
-        return 0
-    cores = _cpu_cores()
-    return cores if cores > 1 else 0
-
-
-def _thread_safe(dataset: Any) -> bool:
-    from torch.utils.data import ConcatDataset, Subset
-    from torchvision.datasets import CIFAR10, DatasetFolder, ImageFolder
-
-    if isinstance(dataset, Subset):
-        return _thread_safe(dataset.dataset)
-    if isinstance(dataset, ConcatDataset):
-        return all(_thread_safe(part) for part in dataset.datasets)
-    if getattr(type(dataset), "thread_safe", False) is True:
-        return True
-    # torchvision's loaders: open + decode + transform, no shared state. (A subclass may add
-    # some: only the classes themselves and featurelab's CIFAR10Batches are trusted.)
-    kind = type(dataset)
-    return kind in (CIFAR10, DatasetFolder, ImageFolder) or (
-        kind.__module__ == "featurelab.data" and kind.__name__ == "CIFAR10Batches"
-    )
 
 
 def _is_tensor_dataset(dataset: Any) -> bool:
@@ -343,20 +309,6 @@ def _tensor_batches(dataset: TensorDataset, batch_size: int) -> Iterator[tuple[A
         yield images[start : start + batch_size], labels[start : start + batch_size]
 
 
-def _threaded_batches(dataset: Any, batch_size: int, threads: int) -> Iterator[Any]:
-    """Batches decoded by ``threads`` threads *between* forward passes, never during one.
-
-    PIL decoding and the tensor ops of the transforms release the GIL, so the items of one
-    batch decode in parallel on all cores; the pool is idle while the model computes, so it
-    never competes with the intra-op threads (see the module docstring).
-    """
-    size = len(dataset)
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="featurelab-decode") as pool:
-        for start in range(0, size, batch_size):
-            indices = range(start, min(size, start + batch_size))
-            yield default_collate(list(pool.map(dataset.__getitem__, indices)))
-
-
 def _single_output(output: Any) -> torch.Tensor:
     if isinstance(output, torch.Tensor):
         return output
@@ -470,15 +422,13 @@ def extract(
     if cache_dir is not None and not _cacheable(model, dataset, loader_given, total):
         cache_dir = None
 
-    workers, threads, decode_threads = 0, None, 0
+    workers, threads = 0, None
     if not loader_given and not _is_tensor_dataset(data):
         workers = (
             default_num_workers(data, batch_size, target) if num_workers is None else num_workers
         )
         if target.type == "cpu" and workers and num_workers is None:
             threads = max(1, min(torch.get_num_threads(), _cpu_cores() - workers))
-        if num_workers is None and workers == 0:
-            decode_threads = default_decode_threads(data, batch_size)
 
     with _on_device(model, target):
         key = None
@@ -500,7 +450,6 @@ def extract(
                     batch_size=batch_size,
                     device=target,
                     workers=workers,
-                    decode_threads=decode_threads,
                     amp_dtype=amp_dtype,
                     resize=resize_hw,
                     pool=pool,
@@ -576,7 +525,6 @@ def _run(
     batch_size: int,
     device: torch.device,
     workers: int,
-    decode_threads: int,
     amp_dtype: torch.dtype | None,
     resize: tuple[int, int] | None,
     pool: str | None,
@@ -587,8 +535,6 @@ def _run(
         batches = dataset
     elif _is_tensor_dataset(dataset):
         batches = _tensor_batches(dataset, batch_size)
-    elif decode_threads > 1:
-        batches = _threaded_batches(dataset, batch_size, decode_threads)
     else:
         batches = DataLoader(
             dataset,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy
 import torch
+from torch import nn
 
 # Captured at import time; see the module docstring.
 _PRISTINE = {
@@ -68,6 +69,28 @@ def assert_shape(value, expected: tuple[int, ...], what: str) -> None:
     shape = tuple(_as_tensor(value).shape)
     if shape != tuple(expected):
         raise AssertionError(f"{what}: expected shape {tuple(expected)}, got {shape}")
+
+
+def shares_parameters(module: nn.Module, model: nn.Module) -> bool:
+    """True when every parameter of ``module`` *is* (same storage) a parameter of ``model``."""
+    owned = {p.data_ptr() for p in model.parameters()}
+    params = list(module.parameters())
+    return _PRISTINE["len"](params) > 0 and all(p.data_ptr() in owned for p in params)
+
+
+def num_parameters(module: nn.Module) -> int:
+    """Number of distinct scalar parameters of ``module``."""
+    seen, total = set(), 0
+    for p in module.parameters():
+        if p.data_ptr() not in seen:
+            seen.add(p.data_ptr())
+            total += p.numel()
+    return total
+
+
+def all_in_eval_mode(module: nn.Module) -> bool:
+    """True when ``module`` and all its submodules are in eval mode."""
+    return not any(m.training for m in module.modules())
 
 
 def thresholds(assignment: str, profile: str | None = None) -> dict:

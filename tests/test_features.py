@@ -1,8 +1,9 @@
 """featurelab.features.extract: same numbers as a plain float32 loop, faster, silent on demand.
 
 Tiny random networks and generated images; no network, no GPU. Tolerances: bitwise equal to
-the plain loop with ``channels_last=False`` (same kernels, same batches); ``rtol=1e-5,
-atol=1e-5`` with ``channels_last=True`` (NHWC kernels sum in another order).
+the plain loop with ``channels_last=False, fold_batchnorm=False`` (same kernels, same
+batches); ``rtol=1e-5, atol=1e-5`` with ``channels_last=True`` (NHWC kernels sum in another
+order) and with batch norm folded into the convolutions (the default).
 """
 
 from __future__ import annotations
@@ -115,7 +116,13 @@ def test_equals_plain_loop_bitwise_without_channels_last(kind):
     dataset = base if kind == "tensor" else ListDataset(base.tensors[0], base.tensors[1].tolist())
     expected, expected_labels = plain_loop(model, dataset, batch_size=4)
     got, labels = features.extract(
-        model, dataset, batch_size=4, channels_last=False, cache=False, progress=False
+        model,
+        dataset,
+        batch_size=4,
+        channels_last=False,
+        fold_batchnorm=False,
+        cache=False,
+        progress=False,
     )
     assert got.dtype == torch.float32 and got.device.type == "cpu"
     assert got.shape == (11, 16, 4, 4)
@@ -130,6 +137,51 @@ def test_equals_plain_loop_with_channels_last_and_other_batch_size():
     got, _ = features.extract(model, dataset, batch_size=5, cache=False, progress=False)
     assert got.shape == (13, 10)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_folded_copy_computes_the_same_function_and_leaves_the_model_alone():
+    model = with_head(small_convnet(), 16 * 4 * 4)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    folded = features.batchnorm_folded(model)
+    assert folded is not model
+    assert not any(isinstance(sub, nn.BatchNorm2d) for sub in folded.modules())
+    assert any(isinstance(sub, nn.BatchNorm2d) for sub in model.modules())  # original intact
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+    assert not folded.training and not any(sub.training for sub in folded.modules())
+    images = tensor_dataset(n=6).tensors[0]
+    with torch.no_grad():
+        expected, got = model(images), folded(images)
+    assert not torch.equal(got, expected)  # really another computation...
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)  # ...of the same function
+
+
+def test_batchnorm_is_not_folded_when_that_would_change_what_runs():
+    plain = small_convnet(batchnorm=False)
+    assert features.batchnorm_folded(plain) is plain  # nothing to fold
+    training = small_convnet().train()
+    assert features.batchnorm_folded(training) is training  # batch statistics
+    hooked = small_convnet()
+    seen = []
+    handle = hooked[1].register_forward_hook(lambda module, inputs, output: seen.append(1))
+    assert features.batchnorm_folded(hooked) is hooked  # the hook must keep firing
+    features.extract(hooked, tensor_dataset(n=13), batch_size=4, cache=False, progress=False)
+    assert len(seen) == 4  # once per batch: extract ran the hooked model itself
+    handle.remove()
+
+    class DataDependent(nn.Module):  # torch.fx cannot trace a branch on tensor values
+        def __init__(self):
+            super().__init__()
+            self.net = small_convnet()
+
+        def forward(self, x):
+            return self.net(x) if x.sum() > -1e9 else -self.net(x)
+
+    untraceable = DataDependent().eval()
+    assert features.batchnorm_folded(untraceable) is untraceable
+    got, _ = features.extract(
+        untraceable, tensor_dataset(n=13), batch_size=4, cache=False, progress=False
+    )
+    torch.testing.assert_close(got, plain_loop(untraceable, tensor_dataset(n=13), 4)[0])
 
 
 def test_labels_keep_dataset_order_through_a_dataloader(tmp_path):

@@ -45,6 +45,7 @@ import re
 import struct
 import time
 import uuid
+import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -187,6 +188,64 @@ def probe_output(module: nn.Module, input_shape: tuple[int, ...]) -> list[torch.
         return _output_tensors(module(probe))
 
 
+# The probe output of a module, remembered per module object: re-running a notebook cell, or
+# extracting the train and the test set with one model, does not pay the probe forward pass
+# again (VGG16: 0.3 s of the 0.45 s fingerprint on 2 CPU cores). Reused only while both the
+# weight digests (recomputed every time) and the structure token below are unchanged.
+_PROBES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_SKIPPED_ATTRIBUTES = {"_parameters", "_buffers", "_modules", "training"}
+
+
+def _token(value: Any, depth: int = 0) -> Any:
+    """A comparable stand-in for an attribute value: the value itself when immutable, else its
+    identity plus (for containers such as hook dictionaries) the identities of its items."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    if isinstance(value, (torch.dtype, torch.device, torch.memory_format)):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return ("tensor", id(value), value._version, value.data_ptr(), tuple(value.shape))
+    if depth < 3 and isinstance(value, (tuple, list)):
+        return (type(value).__name__, id(value), tuple(_token(v, depth + 1) for v in value))
+    if depth < 3 and isinstance(value, dict):
+        items = tuple((_token(k, depth + 1), _token(v, depth + 1)) for k, v in value.items())
+        return ("dict", id(value), items)
+    return (type(value).__qualname__, id(value))
+
+
+def structure_token(module: nn.Module) -> tuple:
+    """Everything but the weight values that decides what ``module`` computes, cheap to compare.
+
+    Per submodule: its name, identity, class and the class's ``forward``, every plain attribute
+    (strides, paddings, ``inplace`` flags, an instance-level ``forward``, hook dictionaries and
+    their functions) and the identity, memory layout and device of each parameter and buffer;
+    plus the global module hooks. Train/eval flags are left out (the probe runs in eval mode).
+    Valid within one process only (identities).
+    """
+    from torch.nn.modules import module as module_globals
+
+    parts: list[Any] = [
+        _token(getattr(module_globals, name, None))
+        for name in ("_global_forward_hooks", "_global_forward_pre_hooks")
+    ]
+    for name, sub in module.named_modules():
+        kind = type(sub)
+        attributes = tuple(
+            (key, _token(value))
+            for key, value in sub.__dict__.items()
+            if key not in _SKIPPED_ATTRIBUTES
+        )
+        tensors = tuple(
+            (key, None)
+            if tensor is None
+            else (key, id(tensor), tensor.data_ptr(), tensor.stride(), str(tensor.device))
+            for table in (sub._parameters, sub._buffers)
+            for key, tensor in table.items()
+        )
+        parts.append((name, id(sub), kind, id(getattr(kind, "forward", None)), attributes, tensors))
+    return tuple(parts)
+
+
 def fingerprint_module(module: nn.Module, input_shape: tuple[int, ...] = (3, 224, 224)) -> str:
     """A hex string that identifies what ``module`` computes (see the module docstring).
 
@@ -199,25 +258,37 @@ def fingerprint_module(module: nn.Module, input_shape: tuple[int, ...] = (3, 224
     Equal for two modules with the same tensors and the same function on the same device
     (e.g. a hand-written ``VGG16relu7`` and ``backbones.cut(vgg, "vgg16", "relu7")``);
     different when a weight, the structure or the mode changes. Costs one forward pass of
-    1 image plus hashing the parameters: ~1 s for VGG16 (138 M parameters) on 2 CPU cores.
+    1 image plus hashing the parameters: 0.45 s for VGG16 (138 M parameters) on 2 CPU cores.
+    The probe output is remembered per module object while its weight digests and
+    :func:`structure_token` stay the same, so fingerprinting the same model object again
+    costs the hashing alone (VGG16: ~0.17 s).
     Raises ``ValueError`` when the module cannot run on ``input_shape``.
     """
     flags = [(sub, sub.training) for sub in module.modules()]
     training = any(flag for _, flag in flags)
-    try:
-        module.eval()
-        outputs = probe_output(module, tuple(input_shape))
-    except Exception as error:  # a shape mismatch in the user's module
-        raise ValueError(
-            f"cannot fingerprint {type(module).__name__}: it fails on a probe input of shape "
-            f"(1, {', '.join(map(str, input_shape))}); pass input_shape=(C, H, W) that the "
-            f"module accepts ({type(error).__name__}: {error})"
-        ) from error
-    finally:
-        for sub, flag in flags:
-            sub.training = flag
     state = sorted(tensor_digests(_state_tensors(module)))
-    probe = tensor_digests(outputs, threads=1)
+    token = (structure_token(module), tuple(state), tuple(input_shape))
+    remembered = _PROBES.get(module)
+    if remembered is not None and remembered[0] == token:
+        probe = remembered[1]
+    else:
+        try:
+            module.eval()
+            outputs = probe_output(module, tuple(input_shape))
+        except Exception as error:  # a shape mismatch in the user's module
+            raise ValueError(
+                f"cannot fingerprint {type(module).__name__}: it fails on a probe input of "
+                f"shape (1, {', '.join(map(str, input_shape))}); pass input_shape=(C, H, W) "
+                f"that the module accepts ({type(error).__name__}: {error})"
+            ) from error
+        finally:
+            for sub, flag in flags:
+                sub.training = flag
+        probe = tensor_digests(outputs, threads=1)
+        try:
+            _PROBES[module] = (token, probe)
+        except TypeError:  # a module that cannot be weakly referenced: nothing remembered
+            pass
     payload = json.dumps(
         {"format": CACHE_FORMAT, "state": state, "probe": probe, "training": training}
     )

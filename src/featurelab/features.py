@@ -45,6 +45,16 @@ What :func:`extract` does and does not do
   rather than forked (macOS, Windows, Python >= 3.14): 0 below 1,000 items or when the
   dataset cannot be pickled (a class defined in the notebook), else at most 4. Persistent
   workers off (nothing stays alive between calls), prefetch factor 4.
+* **Batch norm folded** (``fold_batchnorm=True``). When the model has batch-norm layers, all in
+  eval mode, and the dataset holds more than 2 batches, ``extract`` runs a *copy* of the model
+  in which each ``BatchNorm`` that follows a convolution (or linear layer) is folded into that
+  layer's weights (:func:`batchnorm_folded`, ``torch.fx`` conv-BN fusion): the same function,
+  one pass over memory instead of two. Measured on 2 CPU cores, batch 32, channels_last:
+  mobilenet_v3_large 1.8x (84 -> 154 images/s), resnet18 1.14x; results differ from the
+  unfolded model by float rounding only (max 1e-5 of the largest feature). Nothing is
+  folded (the model itself runs) when a module has hooks (they would no longer fire as
+  written), when a batch norm is in train mode, or when the model cannot be traced
+  (data-dependent control flow); the original model is never modified.
 * **Precision** (``amp``). ``None`` (default) and ``False``: float32 on every device, so the
   features equal those of a plain ``model(images)`` loop wherever the notebook runs (a
   visible test comparing with ``model(x)`` must not fail only on a student's GPU; measured
@@ -65,8 +75,8 @@ The cache (``featurelab.cache``)
 computes (weights and function, not its name: a hand-written ``VGG16relu7`` equal to
 ``backbones.cut(vgg, "vgg16", "relu7")`` shares its entry), the data (file list, labels,
 sizes, mtimes, transform), the device type, autocast dtype, ``resize``, ``pool`` and the
-torch/torchvision versions. Batch size, workers and ``channels_last`` are not in the key
-(they change results only by float rounding, ~1e-6). A cache hit costs one 1-image forward
+torch/torchvision versions. Batch size, workers, ``channels_last`` and batch-norm folding are
+not in the key (they change results only by float rounding, ~1e-6 to 1e-5). A cache hit costs one 1-image forward
 pass (the probe of the module fingerprint), hashing the weights, reading three dataset items
 and the checksummed file: 0.4-0.5 s for VGG16 (138 M parameters), under 0.1 s for resnet18
 and mobilenet_v3_large on 2 CPU cores. See :mod:`featurelab.cache` for the format.
@@ -77,6 +87,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -100,6 +111,7 @@ __all__ = [
     "cache_info",
     "clear_cache",
     "default_num_workers",
+    "batchnorm_folded",
     "resolve_amp",
 ]
 
@@ -271,6 +283,55 @@ def _channels_last(model: nn.Module, enabled: bool) -> Iterator[None]:
                 table[name] = original
 
 
+def _has_hooks(model: nn.Module) -> bool:
+    from torch.nn.modules import module as module_globals
+
+    global_hooks = (
+        getattr(module_globals, "_global_forward_hooks", None),
+        getattr(module_globals, "_global_forward_pre_hooks", None),
+    )
+    if any(hooks for hooks in global_hooks):
+        return True
+    names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(sub, name, None) for sub in model.modules() for name in names)
+
+
+def batchnorm_folded(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with each eval-mode batch norm folded into the layer before it.
+
+    ``BatchNorm`` after ``Conv1d/2d/3d`` or ``Linear`` (whose output feeds nothing else)
+    becomes part of that layer's weights and bias: ``bn(conv(x)) == conv'(x)`` up to float
+    rounding (~1e-6 relative), and one memory pass instead of two. Uses ``torch.fx``
+    (``torch.fx.experimental.optimization.fuse``); the copy is a ``GraphModule`` on the
+    model's device with the same train/eval flags.
+
+    Returns ``model`` itself (not a copy) when there is nothing to fold or folding would change
+    what runs: no batch-norm layer, a batch norm in training mode (it would use batch
+    statistics), hooks on any submodule or global module hooks (they would no longer fire as
+    registered), or a model that ``torch.fx`` cannot trace (data-dependent control flow).
+    ``model`` is never modified.
+    """
+    norms = [sub for sub in model.modules() if isinstance(sub, nn.modules.batchnorm._BatchNorm)]
+    if not norms or any(norm.training for norm in norms) or _has_hooks(model):
+        return model
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            folded = fuse(model)  # deep copy, symbolic trace, fold
+    except Exception:  # untraceable forward: run the model as it is
+        return model
+    left = sum(isinstance(sub, nn.modules.batchnorm._BatchNorm) for sub in folded.modules())
+    if left == len(norms):
+        return model  # nothing followed a conv/linear: no gain, keep the original
+    folded.training = model.training
+    for sub in folded.modules():  # the plain containers torch.fx made for submodule paths
+        if type(sub) is nn.Module:
+            sub.training = model.training
+    return folded
+
+
 @contextmanager
 def _intra_op_threads(count: int | None) -> Iterator[None]:
     if count is None or count == torch.get_num_threads():
@@ -370,6 +431,7 @@ def extract(
     num_workers: int | None = None,
     amp: bool | str | torch.dtype | None = None,
     channels_last: bool = True,
+    fold_batchnorm: bool = True,
     resize: int | tuple[int, int] | None = None,
     pool: str | None = None,
     cache: bool | str | os.PathLike | None = None,
@@ -392,10 +454,12 @@ def extract(
     ``device``: None -> the model's device if it is not the CPU, else
     :func:`featurelab.device.auto_device` (cuda, mps, cpu). ``num_workers``: None -> see
     :func:`default_num_workers`. ``amp``: see :func:`resolve_amp`. ``channels_last``: run
-    conv nets in NHWC memory layout (faster on CPU and tensor-core GPUs). ``resize``: an int
-    or ``(H, W)``: resize each batch on the device before the model (bilinear; antialiased
-    only when shrinking), e.g. ``resize=224`` for 32x32 CIFAR-10 images normalised but not
-    resized by their transform. ``pool``: ``"avg"`` or ``"max"``: global pooling of
+    conv nets in NHWC memory layout (faster on CPU and tensor-core GPUs). ``fold_batchnorm``:
+    run a copy with batch norms folded into the preceding layers when the dataset holds more
+    than 2 batches (see :func:`batchnorm_folded`; ``False``: the model as it is).
+    ``resize``: an int or ``(H, W)``: resize each batch on the device before the model
+    (bilinear; antialiased only when shrinking), e.g. ``resize=224`` for 32x32 CIFAR-10
+    images normalised but not resized by their transform. ``pool``: ``"avg"`` or ``"max"``: global pooling of
     ``(N, C, H, W)`` outputs to ``(N, C)`` before storage. ``cache``: None/True (default
     folder), False (off) or a folder (see the module docstring). ``desc``: progress bar
     label. ``progress=False``: nothing is written to stdout or stderr.
@@ -440,10 +504,13 @@ def extract(
                     if progress:
                         print(f"{desc or 'features'}: {len(hit[0])} rows from the feature cache")
                     return hit
-        with _channels_last(model, channels_last and target.type in ("cpu", "cuda")):
+        runner = model
+        if fold_batchnorm and (total is None or total > 2 * batch_size):
+            runner = batchnorm_folded(model)  # a copy, or the model itself
+        with _channels_last(runner, channels_last and target.type in ("cpu", "cuda")):
             with _intra_op_threads(threads):
                 features, labels = _run(
-                    model,
+                    runner,
                     dataset,
                     loader_given=loader_given,
                     total=total,

@@ -344,18 +344,48 @@ def test_default_num_workers_follows_the_measured_rule(monkeypatch, tmp_path):
     assert features.default_num_workers(big, 8, cuda) == 0
 
 
-def test_worker_processes_give_the_same_features(tmp_path):
+def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch):
     root = write_images(tmp_path / "images", per_class=5)
     dataset = Subset(datasets.ImageFolder(root, transform=image_transform()), range(14, -1, -1))
     model = small_convnet()
+    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    assert features.default_num_workers(dataset, 4, torch.device("cpu")) == 0
+    assert features.default_decode_threads(dataset, 4) == 2  # the default path on 2 cores
+    plain = ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15)
+    assert features.default_decode_threads(plain, 4) == 0  # unknown: may not be thread-safe
+
+    class Declared(ListDataset):
+        thread_safe = True
+
+    assert features.default_decode_threads(Declared(plain.images, plain.labels), 4) == 2
 
     def run(**kwargs):
         return features.extract(model, dataset, batch_size=4, cache=False, progress=False, **kwargs)
 
     serial, serial_labels = run(num_workers=0)  # one item after the other
+    threaded, threaded_labels = run()  # 2 decode threads between forward passes
     parallel, parallel_labels = run(num_workers=2)  # 2 worker processes
     assert serial_labels.tolist() == [2] * 5 + [1] * 5 + [0] * 5
-    assert torch.equal(parallel, serial) and torch.equal(parallel_labels, serial_labels)
+    for got, labels in ((threaded, threaded_labels), (parallel, parallel_labels)):
+        assert torch.equal(got, serial) and torch.equal(labels, serial_labels)
+
+
+def test_decode_threads_keep_their_tensor_ops_on_one_thread(monkeypatch):
+    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    main_threads = torch.get_num_threads()
+    seen = []
+
+    class Recording(ListDataset):
+        thread_safe = True
+
+        def __getitem__(self, index):
+            seen.append(torch.get_num_threads())  # what a Normalize here would run on
+            return super().__getitem__(index)
+
+    data = Recording(torch.randn(12, 3, 8, 8), list(range(12)))
+    features.extract(small_convnet(), data, batch_size=4, cache=False, progress=False)
+    assert len(seen) == 12 and set(seen) == {1}
+    assert torch.get_num_threads() == main_threads  # the model's threads are left alone
 
 
 def test_resolve_amp_defaults_to_float32_everywhere():

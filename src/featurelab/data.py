@@ -681,6 +681,10 @@ class ImageListDataset(torch.utils.data.Dataset):
     is.
     """
 
+    # Items are independent (open, decode, transform): featurelab.features may decode a batch
+    # in several threads.
+    thread_safe = True
+
     def __init__(
         self,
         samples: Iterable[tuple[str | os.PathLike, int]],

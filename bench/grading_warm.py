@@ -44,19 +44,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "src"))
 
+from extract import realdata_dir  # noqa: E402  (bench/extract.py, next to this file)
+
 from autograder import course, grading, students  # noqa: E402
 from autograder.submissions import Submission  # noqa: E402
 from featurelab import backbones  # noqa: E402
 from featurelab import data as fl_data  # noqa: E402
-
-
-def realdata_dir(given: str | None) -> Path:
-    path = Path(
-        given or os.environ.get("FEATURELAB_REALDATA") or REPO.parent / "shared" / "realdata"
-    )
-    if not path.is_dir():
-        sys.exit(f"real images not found at {path}: pass --realdata or set FEATURELAB_REALDATA")
-    return path
 
 
 def build_data_root(realdata: Path, root: Path) -> Path:

@@ -185,6 +185,30 @@ def test_key_changes_with_the_file_list(cache_dir, tmp_path):
     assert calls == []  # and the new state is cached in turn
 
 
+def test_subset_key_covers_its_own_files_only(cache_dir, tmp_path):
+    root = write_images(tmp_path / "images")  # cat 0-2, dog 0-2
+    folder = datasets.ImageFolder(root, transform=transform())
+    nested = Subset(Subset(folder, [5, 4, 3, 2, 1]), [0, 2])  # dog/2.png, dog/0.png
+    model = small_net()
+    first, labels = features.extract(model, nested, progress=False)
+    assert labels.tolist() == [1, 1]
+    calls = count_batches(model)
+    time.sleep(0.01)
+    Image.new("RGB", (20, 24), "red").save(root / "cat" / "0.png")  # not in the subset
+    folder = datasets.ImageFolder(root, transform=transform())
+    again, _ = features.extract(
+        model, Subset(Subset(folder, [5, 4, 3, 2, 1]), [0, 2]), progress=False
+    )
+    assert calls == [1] and torch.equal(again, first)  # the probe (a hook was added), a hit
+    calls.clear()
+    flat = Subset(folder, [5, 3])  # the same two files in the same order: the same entry
+    same, _ = features.extract(model, flat, progress=False)
+    assert calls == [] and torch.equal(same, first)
+    Image.new("RGB", (20, 24), "blue").save(root / "dog" / "0.png")  # in the subset
+    changed, _ = features.extract(model, flat, progress=False)
+    assert calls == [2] and not torch.equal(changed, first)
+
+
 def test_key_changes_with_settings_that_change_features(cache_dir, image_folder):
     model = small_net()
     features.extract(model, image_folder, progress=False)

@@ -328,6 +328,31 @@ def _file_list_digest(samples: Any) -> str:
     return digest.hexdigest()
 
 
+def _samples_list(dataset: Any) -> list | None:
+    samples = getattr(dataset, "samples", None)
+    if isinstance(samples, (list, tuple)) and all(
+        isinstance(s, (list, tuple)) and len(s) >= 2 for s in samples[:1]
+    ):
+        return samples
+    return None
+
+
+def _selected_samples(subset: Any) -> tuple[Any, list] | None:
+    """(base dataset, its ``samples`` picked by the (nested) ``Subset`` indices, in order), or
+    None when the base holds no ``samples`` list (then the parent's identity is used)."""
+    from torch.utils.data import Subset
+
+    indices = list(range(len(subset.indices)))
+    node = subset
+    while isinstance(node, Subset):
+        indices = [node.indices[i] for i in indices]
+        node = node.dataset
+    samples = _samples_list(node)
+    if samples is None:
+        return None
+    return node, [samples[int(i)] for i in indices]
+
+
 def _identity(dataset: Any) -> Any:
     """A JSON-able description of which examples ``dataset`` holds, or None if unknown."""
     from torch.utils.data import ConcatDataset, Subset, TensorDataset
@@ -339,6 +364,16 @@ def _identity(dataset: Any) -> Any:
         if getattr(dataset, name, None) is not None
     }
     if isinstance(dataset, Subset):
+        selected = _selected_samples(dataset)
+        if selected is not None:  # only the files the subset reads (not the whole folder)
+            base, samples = selected
+            base_kind = f"{type(base).__module__}.{type(base).__qualname__}"
+            base_transforms = {
+                name: _clean_repr(getattr(base, name, None))
+                for name in ("transform", "target_transform")
+                if getattr(base, name, None) is not None
+            }
+            return {"kind": base_kind, "files": _file_list_digest(samples), **base_transforms}
         parent = _identity(dataset.dataset)
         if parent is None:
             return None
@@ -348,10 +383,8 @@ def _identity(dataset: Any) -> Any:
         return None if any(part is None for part in parts) else {"concat": parts}
     if isinstance(dataset, TensorDataset):
         return {"tensors": [_array_digest(tensor) for tensor in dataset.tensors]}
-    samples = getattr(dataset, "samples", None)
-    if isinstance(samples, (list, tuple)) and all(
-        isinstance(s, (list, tuple)) and len(s) >= 2 for s in samples[:1]
-    ):
+    samples = _samples_list(dataset)
+    if samples is not None:
         return {"kind": kind, "files": _file_list_digest(samples), **transforms}
     data, targets = getattr(dataset, "data", None), getattr(dataset, "targets", None)
     if isinstance(data, (np.ndarray, torch.Tensor)) and targets is not None:

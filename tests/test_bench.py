@@ -1,0 +1,60 @@
+"""bench/extract.py runs end to end on a few generated JPEGs and its correctness columns hold.
+
+Speed is not tested (numbers live in bench/RESULTS.md); what is: the benchmark runs from a
+clone, writes its JSON, the cache hits (same object and a fresh copy) return exactly the
+extracted features, and ``extract`` (batch norm folded, channels_last, decode threads) agrees
+with the course seeds' naive loop to float rounding.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_jpegs(folder: Path, classes: tuple[str, ...], per_class: int, size: tuple[int, int]):
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (folder / name).mkdir(parents=True)
+        for index in range(per_class):
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(folder / name / f"{index}.jpg", quality=90)
+
+
+def test_extract_benchmark_runs_and_its_hits_are_exact(tmp_path):
+    realdata = tmp_path / "realdata"
+    write_jpegs(realdata / "scene15" / "test", ("Bedroom", "Coast"), 40, (200, 200))
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable,
+        str(REPO / "bench" / "extract.py"),
+        "--realdata",
+        str(realdata),
+        "--models",
+        "resnet18",
+        "--datasets",
+        "scene15",
+        "--limit",
+        "80",  # > 2 batches of 32: batch norm folded, decode threads on
+        "--no-alt",
+        "--json",
+        str(out),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(out.read_text())
+    (row,) = report["rows"]
+    assert row["images"] == 80 and row["feature_shape"] == [512, 7, 7]
+    assert row["batchnorm_folded"] is True
+    assert row["cache_hit_identical"] is True
+    assert row["vs_naive_max_rel"] < 1e-4  # folded + channels_last vs the plain fp32 loop
+    for column in ("naive_img_s", "extract_img_s", "ceiling_img_s", "data_img_s"):
+        assert row[column] > 0
+    assert "| resnet18 layer4 | scene15 | 80 |" in result.stdout

@@ -164,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                     work_dir=work / "grading-work",  # the template course is built once
                 )
                 for record in result.records:
+                    lost = [
+                        f"{cell.grade_id}: {cell.message.strip().splitlines()[-1][:120]}"
+                        if cell.message.strip()
+                        else cell.grade_id
+                        for cell in record.cells
+                        if cell.kind == "auto" and (cell.score or 0) < cell.points
+                    ]
                     row = {
                         "assignment": assignment,
                         "phase": phase,
@@ -173,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                         "max_score": record.max_score,
                         "status": record.status,
                         "load_before": round(load, 2),
+                        "lost": lost,
                     }
                     rows.append(row)
                     print(
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(load {load:.1f})",
                         flush=True,
                     )
+                    if phase == "cold":  # the same notebook every time: list what it lost once
+                        for item in lost:
+                            print(f"    lost {item}", flush=True)
         warm = [row["seconds"] for row in rows if row["phase"] == "warm"]
         cold = [row["seconds"] for row in rows if row["phase"] == "cold"]
         summary = {

@@ -10,6 +10,7 @@ and nothing else in the batch may be affected.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -233,12 +234,26 @@ def _cli(*args, **kwargs):
                             stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def _slowed(notebook, seconds: float):
+    """``notebook`` with ``time.sleep(seconds)`` at the top of its first answer cell."""
+    notebook = copy.deepcopy(notebook)
+    for cell in notebook.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution") and not meta.get("grade"):
+            cell.source = f"import time\ntime.sleep({seconds})\n" + cell.source
+            return notebook
+    raise AssertionError("no answer cell to slow down")
+
+
 def test_cli_interrupt_then_resume(template, tmp_path):
     """Ctrl-C in the middle of a run: exit 130, nothing left running; the rerun grades only
     what was not finished; a changed submission is regraded, an unchanged one is not."""
     folder = tmp_path / "submissions"
     for name in ("ann", "ben", "cid"):
-        students.write(_solved(template), folder / f"{name}_toy.ipynb")
+        # ben takes 8 s more, so that the Ctrl-C sent once ann is graded lands mid-run
+        # (toy notebooks grade in ~1 s: without it the run could finish first)
+        solved = _solved(template)
+        students.write(_slowed(solved, 8) if name == "ben" else solved, folder / f"{name}_toy.ipynb")
     out = tmp_path / "out"
     process = _cli("grade", str(folder), "--out", str(out), "--jobs", "1", "--profile", "smoke",
                    "--quiet", start_new_session=True)

@@ -82,6 +82,19 @@ def _with_token(token: str, since: float) -> list[psutil.Process]:
     return found
 
 
+def _limit_reached(
+    limits: Limits, rss_mb: float, elapsed_s: float, cancel: threading.Event | None
+) -> str | None:
+    """``"memory"``, ``"wall_clock"`` or ``"cancelled"`` when that limit is reached, else None."""
+    if limits.memory_mb is not None and rss_mb > limits.memory_mb:
+        return "memory"
+    if limits.wall_s is not None and elapsed_s > limits.wall_s:
+        return "wall_clock"
+    if cancel is not None and cancel.is_set():
+        return "cancelled"
+    return None
+
+
 def kill_processes(processes: list[psutil.Process]) -> None:
     """SIGKILL ``processes`` and the process groups they lead (never our own group)."""
     own_group = os.getpgrp()
@@ -146,13 +159,7 @@ def run_limited(
                 tree = _tree(root) if root is not None else []
                 rss = _rss_mb(tree)
                 peak = max(peak, rss)
-                elapsed = time.monotonic() - started
-                if limits.memory_mb is not None and rss > limits.memory_mb:
-                    killed = "memory"
-                elif limits.wall_s is not None and elapsed > limits.wall_s:
-                    killed = "wall_clock"
-                elif cancel is not None and cancel.is_set():
-                    killed = "cancelled"
+                killed = _limit_reached(limits, rss, time.monotonic() - started, cancel)
                 if killed:
                     kill_processes(tree + _with_token(token, started_wall))
                     returncode = process.wait()
@@ -324,13 +331,7 @@ class Worker:
             tree = _tree(root)
             rss = _rss_mb(tree)
             peak = max(peak, rss)
-            elapsed = time.monotonic() - started
-            if limits.memory_mb is not None and rss > limits.memory_mb:
-                killed = "memory"
-            elif limits.wall_s is not None and elapsed > limits.wall_s:
-                killed = "wall_clock"
-            elif cancel is not None and cancel.is_set():
-                killed = "cancelled"
+            killed = _limit_reached(limits, rss, time.monotonic() - started, cancel)
             if killed:
                 break
         if killed or reply is None:

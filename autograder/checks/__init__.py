@@ -64,6 +64,15 @@ def tensors_close(actual, expected, *, rtol: float = 1e-4, atol: float = 1e-5) -
     return bool(_PRISTINE["torch.allclose"](a.double(), b.double(), rtol=rtol, atol=atol))
 
 
+def relative_error(actual, expected) -> float:
+    """``||actual - expected|| / ||expected||`` (float64; inf on a shape mismatch)."""
+    a = _as_tensor(actual).double().flatten()
+    b = _as_tensor(expected).double().flatten()
+    if tuple(a.shape) != tuple(b.shape):
+        return float("inf")
+    return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-12))
+
+
 def assert_shape(value, expected: tuple[int, ...], what: str) -> None:
     """Fail with a short message unless ``value`` has shape ``expected``."""
     shape = tuple(_as_tensor(value).shape)

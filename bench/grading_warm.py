@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                     subs,
                     out=work / "out" / assignment / phase,
                     course_root=course.REPO_ROOT,
+                    assignments=assignments,  # the template built above, not another one
                     options=options,
                     jobs=1,
                     cache_dir=cache,

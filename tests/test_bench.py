@@ -13,24 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+from tests.data.images import write_images
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_jpegs(folder: Path, classes: tuple[str, ...], per_class: int, size: tuple[int, int]):
-    rng = np.random.default_rng(0)
-    for name in classes:
-        (folder / name).mkdir(parents=True)
-        for index in range(per_class):
-            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / name / f"{index}.jpg", quality=90)
-
-
 def test_extract_benchmark_runs_and_its_hits_are_exact(tmp_path):
     realdata = tmp_path / "realdata"
-    write_jpegs(realdata / "scene15" / "test", ("Bedroom", "Coast"), 40, (200, 200))
+    write_images(realdata / "scene15" / "test", ("Bedroom", "Coast"), 40, (200, 200), suffix=".jpg")
     out = tmp_path / "bench.json"
     command = [
         sys.executable,

@@ -12,7 +12,6 @@ import multiprocessing
 import os
 import time
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -22,6 +21,7 @@ from torchvision import datasets, models
 from torchvision.transforms import v2
 
 from featurelab import backbones, cache, features
+from tests.data import images
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -50,14 +50,9 @@ def count_batches(model: nn.Module) -> list[int]:
     return sizes
 
 
-def write_images(folder, per_class=3, size=(20, 24), seed=0):
-    rng = np.random.default_rng(seed)
-    for name in ("cat", "dog"):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / name / f"{index}.png")
-    return folder
+def write_images(folder, **kwargs):
+    """Three images of a cat class and three of a dog class (PNG)."""
+    return images.write_images(folder, classes=("cat", "dog"), **kwargs)
 
 
 def transform(size: int = 16, mean=MEAN):

@@ -8,17 +8,16 @@ order) and with batch norm folded into the convolutions (the default).
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
 from featurelab import features
+from tests.data.images import write_images
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -80,16 +79,6 @@ def plain_loop(model: nn.Module, dataset, batch_size: int) -> tuple[torch.Tensor
             outputs.append(model(images))
             labels.append(torch.as_tensor(targets))
     return torch.cat(outputs), torch.cat(labels)
-
-
-def write_images(folder, classes=("a", "b", "c"), per_class=3, size=(20, 24), seed=0):
-    rng = np.random.default_rng(seed)
-    for name in classes:
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(folder / name / f"{index}.png")
-    return folder
 
 
 def image_transform(size: int = 16):

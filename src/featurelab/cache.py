@@ -48,6 +48,7 @@ import uuid
 import weakref
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -137,17 +138,14 @@ def tensor_digests(tensors: list[torch.Tensor], threads: int | None = None) -> l
     # Only large chunks are worth a thread hand-off (~20 us each): MobileNetV3 has ~300 small
     # tensors, whose digests are cheaper to compute inline.
     large = [i for i, (_, chunk) in enumerate(jobs) if len(chunk) >= _THREADED_MIN_BYTES]
-    chunk_digests: list[bytes | None] = [None] * len(jobs)
-    if threads > 1 and len(large) > 1:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            futures = {i: pool.submit(_sha256, jobs[i][1]) for i in large}
-            for i, (_, chunk) in enumerate(jobs):
-                if i not in futures:
-                    chunk_digests[i] = _sha256(chunk)
-            for i, future in futures.items():
-                chunk_digests[i] = future.result()
-    else:
-        chunk_digests = [_sha256(chunk) for _, chunk in jobs]
+    parallel = threads > 1 and len(large) > 1
+    with ThreadPoolExecutor(max_workers=threads) if parallel else nullcontext() as pool:
+        futures = {i: pool.submit(_sha256, jobs[i][1]) for i in large} if parallel else {}
+        chunk_digests = [
+            None if i in futures else _sha256(chunk) for i, (_, chunk) in enumerate(jobs)
+        ]
+        for i, future in futures.items():
+            chunk_digests[i] = future.result()
     per_tensor: list[list[bytes]] = [[] for _ in tensors]
     for (index, _), digest in zip(jobs, chunk_digests, strict=True):
         per_tensor[index].append(digest)
@@ -380,27 +378,29 @@ def _selected_samples(subset: Any) -> tuple[Any, list] | None:
     return node, [samples[int(i)] for i in indices]
 
 
-def _identity(dataset: Any) -> Any:
-    """A JSON-able description of which examples ``dataset`` holds, or None if unknown."""
-    from torch.utils.data import ConcatDataset, Subset, TensorDataset
+def _kind(dataset: Any) -> str:
+    return f"{type(dataset).__module__}.{type(dataset).__qualname__}"
 
-    kind = f"{type(dataset).__module__}.{type(dataset).__qualname__}"
-    transforms = {
+
+def _transforms(dataset: Any) -> dict[str, str | None]:
+    """The ``repr`` (addresses removed) of the dataset's ``transform``/``target_transform``."""
+    return {
         name: _clean_repr(getattr(dataset, name, None))
         for name in ("transform", "target_transform")
         if getattr(dataset, name, None) is not None
     }
+
+
+def _identity(dataset: Any) -> Any:
+    """A JSON-able description of which examples ``dataset`` holds, or None if unknown."""
+    from torch.utils.data import ConcatDataset, Subset, TensorDataset
+
+    kind, transforms = _kind(dataset), _transforms(dataset)
     if isinstance(dataset, Subset):
         selected = _selected_samples(dataset)
         if selected is not None:  # only the files the subset reads (not the whole folder)
             base, samples = selected
-            base_kind = f"{type(base).__module__}.{type(base).__qualname__}"
-            base_transforms = {
-                name: _clean_repr(getattr(base, name, None))
-                for name in ("transform", "target_transform")
-                if getattr(base, name, None) is not None
-            }
-            return {"kind": base_kind, "files": _file_list_digest(samples), **base_transforms}
+            return {"kind": _kind(base), "files": _file_list_digest(samples), **_transforms(base)}
         parent = _identity(dataset.dataset)
         if parent is None:
             return None

@@ -72,32 +72,23 @@ def blank(source, release, target, **_):
     return _dumps(students.blank_release(release))
 
 
-def infinite_loop(source, release, target, **_):
-    solved = students.solved_release(source, release)
-    return _dumps(_prepend(solved, target.answer, "while True:\n    pass"))
+def _solved_then(code: str) -> Callable[..., bytes]:
+    """A builder: the solution, with ``code`` run at the top of the target's answer cell."""
+
+    def build(source, release, target, **_):
+        solved = students.solved_release(source, release)
+        return _dumps(_prepend(solved, target.answer, code))
+
+    return build
 
 
-def sys_exit(source, release, target, **_):
-    solved = students.solved_release(source, release)
-    return _dumps(_prepend(solved, target.answer, "import sys\nsys.exit()"))
-
-
-def os_exit(source, release, target, **_):
-    solved = students.solved_release(source, release)
-    return _dumps(_prepend(solved, target.answer, "import os\nos._exit(1)"))
-
-
-def segfault(source, release, target, **_):
-    solved = students.solved_release(source, release)
-    return _dumps(_prepend(solved, target.answer, "import ctypes\nctypes.string_at(0)"))
-
-
-def memory_hog(source, release, target, **_):
-    # Grows to 8 GiB at most (safe on the 24 GiB machine if the watchdog failed), 100 MiB at a
-    # time; bytearray(n) zero-fills, so every page is touched and counts in RSS.
-    solved = students.solved_release(source, release)
-    code = "hog = []\nfor _ in range(80):\n    hog.append(bytearray(100 * 2**20))"
-    return _dumps(_prepend(solved, target.answer, code))
+infinite_loop = _solved_then("while True:\n    pass")
+sys_exit = _solved_then("import sys\nsys.exit()")
+os_exit = _solved_then("import os\nos._exit(1)")
+segfault = _solved_then("import ctypes\nctypes.string_at(0)")
+# Grows to 8 GiB at most (safe on the 24 GiB machine if the watchdog failed), 100 MiB at a
+# time; bytearray(n) zero-fills, so every page is touched and counts in RSS.
+memory_hog = _solved_then("hog = []\nfor _ in range(80):\n    hog.append(bytearray(100 * 2**20))")
 
 
 def deleted_test(source, release, target, **_):

@@ -12,6 +12,13 @@ kept; the file is rewritten atomically.
 Run it once per profile on the machine that matters: ``--profile full`` or ``grading`` with
 the real pretrained weights and datasets (an instructor machine with internet), ``smoke`` in
 CI (random-initialised weights on the fixtures: the values only check the pipeline).
+
+Every threshold entry says whether it was measured: ``"calibrated": true`` is written by this
+command for what it measured; the defaults shipped for ``full`` and ``grading`` (published
+results, never measured with the pretrained weights) carry ``"calibrated": false``.
+:func:`uncalibrated` lists them; ``grade --profile grading|full`` refuses to run while any is
+left (unless ``--accept-uncalibrated``), ``preflight`` reports them. ``smoke`` thresholds are
+measured on the fixtures, so smoke grading never refuses.
 """
 
 from __future__ import annotations
@@ -26,6 +33,53 @@ from . import course as course_mod
 from .course import REPO_ROOT, AutograderError
 
 DEFAULT_MARGIN = 0.05
+# Profiles whose thresholds must be measured with the pretrained weights before grading.
+CALIBRATED_PROFILES = ("grading", "full")
+
+
+def uncalibrated(assignments: list[str] | None, profile: str,
+                 thresholds_file: Path | None = None) -> list[str]:
+    """One line per threshold of ``profile`` never measured by ``calibrate`` (empty: all measured).
+
+    ``assignments``: the ones to look at (``None``: every assignment of the thresholds file).
+    An entry counts as measured only with ``"calibrated": true`` (written by :func:`calibrate`).
+    """
+    thresholds_file = Path(thresholds_file or course_mod.THRESHOLDS_FILE)
+    data = json.loads(thresholds_file.read_text()) if thresholds_file.is_file() else {}
+    names = sorted(k for k in data if not k.startswith("_")) if assignments is None else assignments
+    found = []
+    for assignment in names:
+        for metric, entry in sorted(data.get(assignment, {}).get(profile, {}).items()):
+            if not isinstance(entry, dict) or entry.get("calibrated") is True:
+                continue
+            reference = entry.get("reference")
+            found.append(f"{assignment} [{profile}] {metric}: threshold {entry.get('threshold')} "
+                         + ("(no reference value)" if reference is None
+                            else f"(default reference {reference}, not measured here)"))
+    return found
+
+
+def how_to_calibrate(profile: str) -> str:
+    return (f"run `python -m autograder calibrate --profile {profile}` once, on a machine with "
+            "the pretrained weights and the datasets (it grades the solutions and records their "
+            "metrics in autograder/thresholds.json)")
+
+
+def require_calibrated(course_root: Path, profile: str, assignments: list[str] | None = None,
+                       thresholds_file: Path | None = None) -> None:
+    """``AutograderError`` when grading ``assignments`` (default: the course's) in ``profile``
+    would use thresholds never measured (``grade`` calls it unless ``--accept-uncalibrated``)."""
+    if profile not in CALIBRATED_PROFILES:
+        return
+    if assignments is None:
+        assignments = course_mod.assignments(course_root)
+    missing = uncalibrated(assignments, profile, thresholds_file)
+    if missing:
+        raise AutograderError(
+            f"refusing to grade in the {profile!r} profile: {len(missing)} threshold(s) were "
+            "never measured with the pretrained weights:\n  " + "\n  ".join(missing)
+            + f"\nCalibrate first: {how_to_calibrate(profile)}; or pass --accept-uncalibrated "
+            "to grade with these defaults anyway.")
 
 
 def parse_margins(values: list[str] | None) -> tuple[float, dict[str, float]]:
@@ -47,8 +101,10 @@ def parse_margins(values: list[str] | None) -> tuple[float, dict[str, float]]:
 
 
 def update_thresholds(data: dict, assignment: str, profile: str, metrics: dict[str, float],
-                      *, default_margin: float, margins: dict[str, float], source: str) -> dict:
-    """``data`` (the thresholds file's content) with the measured ``metrics`` recorded."""
+                      *, default_margin: float, margins: dict[str, float], source: str,
+                      calibrated: bool | None = None) -> dict:
+    """``data`` (the thresholds file's content) with the measured ``metrics`` recorded
+    (and ``"calibrated": calibrated`` in each entry unless it is ``None``)."""
     entry = data.setdefault(assignment, {}).setdefault(profile, {})
     for metric, reference in sorted(metrics.items()):
         margin = margins.get(metric, default_margin)
@@ -58,6 +114,8 @@ def update_thresholds(data: dict, assignment: str, profile: str, metrics: dict[s
             "margin": margin,
             "source": source,
         }
+        if calibrated is not None:
+            entry[metric]["calibrated"] = calibrated
     return data
 
 
@@ -104,7 +162,8 @@ def calibrate(*, course_root: Path = REPO_ROOT, profile: str = "grading",
     for assignment, found in measured.items():
         if found["metrics"]:
             update_thresholds(data, assignment, profile, found["metrics"],
-                              default_margin=default_margin, margins=per_metric, source=source)
+                              default_margin=default_margin, margins=per_metric, source=source,
+                              calibrated=True)
     if not dry_run and any(found["metrics"] for found in measured.values()):
         from .grading import atomic_write_text
 

@@ -1,8 +1,10 @@
 """``python -m autograder``: the instructor's command line (thin: parse, then call a function).
 
     python -m autograder release [ASSIGNMENT ...] [--check]
+    python -m autograder release --student DIR [--git] [--force] [--allow-placeholder]
     python -m autograder grade SUBMISSIONS --out DIR [--jobs N] [--profile P] [--assignment A]
                                [--timeout-cell S] [--timeout S] [--memory-mb M] [--cache DIR]
+                               [--accept-uncalibrated]
     python -m autograder calibrate [--profile P] [--assignment A ...] [--margin M | metric=M ...]
     python -m autograder preflight [--assignment A ...] [--profile P] [--jobs N]
     python -m autograder demo [--out DIR] [--jobs N]
@@ -49,6 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="assignment ids (default: all)")
     release.add_argument("--check", action="store_true",
                          help="do not write: exit 1 if notebooks/ is stale or leaks a solution")
+    release.add_argument("--student", type=Path, default=None, metavar="DIR",
+                         help="instead of notebooks/: write the student edition (a repository "
+                              "students clone or pip-install) into DIR")
+    release.add_argument("--git", action="store_true",
+                         help="with --student: make DIR a git repository, one commit tagged "
+                              "with the ref of autograder/course.toml")
+    release.add_argument("--force", action="store_true",
+                         help="with --student: replace the content of a non-empty DIR (.git kept)")
+    release.add_argument("--allow-placeholder", action="store_true",
+                         help="with --student: build even with the placeholder course identity "
+                              "(tests and demos only)")
 
     grade = commands.add_parser("grade", help="autograde submissions in parallel")
     grade.add_argument("submissions", type=Path,
@@ -79,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--keep-work", action="store_true",
                        help="keep the temporary course of each submission (debugging)")
     grade.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
+    grade.add_argument("--accept-uncalibrated", action="store_true",
+                       help="grade in the grading/full profile even with thresholds never "
+                            "measured with pretrained weights (see `calibrate`)")
 
     calibrate = commands.add_parser(
         "calibrate", help="run the solutions, record their metrics, write thresholds.json")
@@ -139,12 +155,27 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     course_root = args.course_root.resolve()
+    if args.command == "release" and args.student is not None:
+        if args.check:
+            raise AutograderError("--check and --student do not go together")
+        from . import edition
+
+        return edition.main(target=args.student, course_root=course_root,
+                            assignments=args.assignments or None, git=args.git, force=args.force,
+                            allow_placeholder=args.allow_placeholder)
     if args.command == "release":
+        if args.git or args.force or args.allow_placeholder:
+            raise AutograderError("--git, --force and --allow-placeholder go with --student DIR")
         from . import release
 
         return release.main(course_root=course_root, assignments=args.assignments or None,
                             check_only=args.check)
     if args.command == "grade":
+        if not args.accept_uncalibrated:
+            from .calibrate import require_calibrated
+
+            require_calibrated(course_root, args.profile,
+                               [args.assignment] if args.assignment else None)
         from . import grading
 
         return grading.main(

@@ -21,7 +21,6 @@ import nbformat
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILE = REPO_ROOT / "autograder" / "nbgrader_config.py"
 THRESHOLDS_FILE = REPO_ROOT / "autograder" / "thresholds.json"
-KERNEL_STARTUP_DIR = REPO_ROOT / "autograder" / "kernel_startup"
 SOURCE_DIR = "solutions"
 RELEASE_DIR = "notebooks"
 IGNORED_NAMES = (".ipynb_checkpoints", "__pycache__", ".DS_Store")

@@ -12,14 +12,16 @@ hang, crash or eat the machine. So:
   runs there as a subprocess under a wall-clock and a process-tree memory limit
   (:mod:`autograder.sandbox`), with the per-cell ``Execute.timeout``. N submissions run at once
   (threads that each supervise one process tree).
-* **Kernel**: our ``python3`` kernelspec (this interpreter), ``IPYTHONDIR`` pointing at a
-  per-run profile whose start-up imports ``autograder.checks`` before any student code
-  (:mod:`autograder.kernel_startup`; verified per submission by a marker file),
-  ``FEATURELAB_PROFILE`` (default ``grading``), ``FEATURELAB_CACHE`` shared by all workers (a
-  correct pipeline's features are extracted once for the whole class), ``PYTHONPATH`` with the
-  repository, and ``OMP_NUM_THREADS`` = cores / jobs.
+* **Sandbox and judge**: nbgrader's execute step is replaced by
+  :class:`autograder.judged_execute.JudgedExecute`: the notebook runs in an OS sandbox
+  (:mod:`autograder.jail`: own user, PID/network/mount namespaces, no access to the
+  repository, the output folder or other submissions) with ``FEATURELAB_PROFILE`` (default
+  ``grading``), the data and the shared feature cache read-only, and ``OMP_NUM_THREADS`` =
+  cores / jobs. Hidden test cells only collect evidence; the judge
+  (:mod:`autograder.judge`, outside the sandbox) scores it with the references of
+  ``autograder/checks/`` and probes seeded per run.
 * **Crashes**: a cell that kills the kernel (segfault, ``os._exit``) or exceeds the memory
-  limit is skipped on a second attempt (:mod:`autograder.nbexec`) so the rest of the notebook
+  limit is skipped on a second attempt (the sandbox runner skips it) so the rest of the notebook
   is still graded; a submission over the wall clock is graded from the cells that finished.
   Nothing in one submission can stop the batch.
 * **Resume**: each result is written atomically to ``OUT/.state/`` with a key hashing the
@@ -48,8 +50,14 @@ import nbformat
 from . import course as course_mod
 from . import repair as repair_mod
 from .course import REPO_ROOT, AutograderError
-from .kernel_startup import MARKER_ENV
-from .nbexec import JOURNAL_ENV, SKIP_ENV
+from .judged_execute import (
+    COURSE_ROOT_ENV,
+    JAIL_ENV,
+    JOURNAL_ENV,
+    JUDGE_FILE_ENV,
+    RUN_DIR_ENV,
+    SKIP_ENV,
+)
 from .sandbox import Limits, Worker
 from .submissions import Submission, collect
 
@@ -57,7 +65,6 @@ DEFAULT_PROFILE = "grading"
 DEFAULT_TIMEOUT_S = 1800.0
 DEFAULT_MEMORY_MB = 6000.0
 MAX_ATTEMPTS = 3
-_CODE_FILES = ("grading.py", "repair.py", "nbexec.py", "sandbox.py", "nbgrader_config.py")
 
 STATUS_ORDER = ("ok", "repaired", "limited", "crashed", "timeout", "error", "invalid",
                 "wrong_assignment")
@@ -76,7 +83,7 @@ class Options:
     timeout: float | None = DEFAULT_TIMEOUT_S
     memory_mb: float | None = DEFAULT_MEMORY_MB
     ignore_stderr: bool = True
-    kernel_startup: bool = True  # False only in the test proving that the start-up matters
+    insecure: bool = False  # run student code without the OS sandbox (explicit choice only)
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,18 +101,26 @@ def _hash_files(paths: list[Path], root: Path) -> str:
     return digest.hexdigest()
 
 
+def _code_files() -> list[Path]:
+    """Every file of the grader and of the student package: any change there (a worker, the
+    sandbox, a profile's subset sizes, a check) invalidates earlier results."""
+    found = []
+    for folder in (REPO_ROOT / "autograder", REPO_ROOT / "src" / "featurelab"):
+        found += [p for p in folder.rglob("*") if p.suffix in (".py", ".json", ".toml")
+                  and "__pycache__" not in p.parts]
+    return found
+
+
 def assignment_fingerprint(course_root: Path, assignment: str) -> str:
     """Hash of what grading an assignment depends on (sources, checks, thresholds, grader)."""
     course_root = Path(course_root)
     source_dir = course_root / course_mod.SOURCE_DIR / assignment
     files = [p for p in source_dir.rglob("*") if not set(p.parts) & set(course_mod.IGNORED_NAMES)]
+    course_checks = course_root / "checks" / f"{assignment}.py"
+    if course_checks.is_file():
+        files.append(course_checks)
     digest = hashlib.sha256(_hash_files(files, course_root).encode())
-    grader_files = [REPO_ROOT / "autograder" / "checks" / "__init__.py",
-                    REPO_ROOT / "autograder" / "checks" / f"{assignment}.py",
-                    course_mod.THRESHOLDS_FILE,
-                    *(REPO_ROOT / "autograder" / name for name in _CODE_FILES),
-                    *(course_mod.KERNEL_STARTUP_DIR.glob("*.py"))]
-    digest.update(_hash_files([p for p in grader_files if p.exists()], REPO_ROOT).encode())
+    digest.update(_hash_files(_code_files(), REPO_ROOT).encode())
     return digest.hexdigest()
 
 
@@ -147,8 +162,8 @@ def course_config_text(root: Path, options: Options | None) -> str:
             "from nbconvert.preprocessors import ClearMetadataPreprocessor",
             "from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata,",
             "    IgnorePattern, LimitOutput, SaveAutoGrades)",
-            "from autograder.nbexec import JournaledExecute",
-            "c.Autograde.autograde_preprocessors = [JournaledExecute, IgnorePattern,",
+            "from autograder.judged_execute import JudgedExecute",
+            "c.Autograde.autograde_preprocessors = [JudgedExecute, IgnorePattern,",
             "    ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades, AssignLatePenalties,",
             "    CheckCellMetadata]",
             # the repairs put missing cells back themselves (nbgrader's own version can fail)
@@ -170,7 +185,7 @@ class Template:
     root: Path
     releases: dict[str, repair_mod.Release]
     fingerprints: dict[str, str]
-    ipython_dir: Path
+    course_root: Path  # the original course (judges: autograder/checks or <course>/checks)
     headings: dict[str, dict[str, str]]
     hidden_lines: dict[str, list[str]]
     execute_timeout: int
@@ -215,8 +230,7 @@ def _execute_timeout_from_config() -> int:
     return int(match.group(1)) if match else 30
 
 
-def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path,
-                   *, kernel_startup: bool = True) -> Template:
+def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path) -> Template:
     """Release every assignment once into ``work_dir/template-<hash>`` (reused when present)."""
     course_root = Path(course_root).resolve()
     fingerprints = {a: assignment_fingerprint(course_root, a) for a in assignment_ids}
@@ -252,15 +266,7 @@ def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path,
         headings[assignment] = _headings(release_nb)
         source_nb = course_mod.read_notebook(course_mod.source_notebook(root, assignment))
         hidden[assignment] = _hidden_lines(source_nb)
-    ipython_dir = Path(work_dir) / ("ipython" if kernel_startup else "ipython-bare")
-    profile = ipython_dir / "profile_default"
-    profile.mkdir(parents=True, exist_ok=True)
-    config = profile / "ipython_kernel_config.py"
-    if kernel_startup:
-        shutil.copyfile(course_mod.KERNEL_STARTUP_DIR / "ipython_kernel_config.py", config)
-    else:
-        config.write_text("c = get_config()  # noqa: F821\nc.HistoryManager.enabled = False\n")
-    return Template(root, releases, fingerprints, ipython_dir, headings, hidden,
+    return Template(root, releases, fingerprints, course_root, headings, hidden,
                     _execute_timeout_from_config())
 
 
@@ -532,13 +538,31 @@ class RunContext:
     _workers: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def worker_env(self) -> dict[str, str]:
-        """Environment of the grading workers and the kernels they start (per run)."""
+    seed: int = 1  # the judge's probe seed for this run (secret: never enters a sandbox)
+
+    def jail_settings(self, slot: int) -> dict:
+        """What the sandboxes of worker ``slot`` see and run as (see autograder.judged_execute)."""
+        from featurelab.data import data_root
+
+        torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
+        return {
+            "profile": self.options.profile,
+            "data": str(data_root()),
+            "shared_cache": str(self.cache_dir),
+            "torch_home": str(torch_home) if torch_home.is_dir() else None,
+            "threads": self.threads_per_job,
+            "slot": slot,
+            "seed": self.seed,
+            "insecure": self.options.insecure,
+        }
+
+    def worker_env(self, slot: int = 1) -> dict[str, str]:
+        """Environment of grading worker ``slot`` (trusted; the sandbox gets its own)."""
         extra = {
             "FEATURELAB_PROFILE": self.options.profile,
-            "FEATURELAB_CACHE": str(self.cache_dir),
-            "IPYTHONDIR": str(self.template.ipython_dir),
             "MPLBACKEND": "Agg",
+            COURSE_ROOT_ENV: str(self.template.course_root),
+            JAIL_ENV: json.dumps(self.jail_settings(slot)),
         }
         env = course_mod.base_env(self.work_dir / "jupyter", extra=extra)
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -551,7 +575,7 @@ class RunContext:
         if worker is None:
             with self._lock:
                 number = len(self._workers) + 1
-                worker = Worker(self.worker_env(), self.work_dir,
+                worker = Worker(self.worker_env(number), self.work_dir,
                                 self.out / "logs" / "workers" / f"worker-{number}.log")
                 self._workers.append(worker)
             self._local.worker = worker
@@ -665,10 +689,32 @@ def _prepare_course(run_dir: Path, student: str, assignment: str, notebook, cont
 def _submission_env(run_dir: Path) -> dict[str, str]:
     """Environment of one submission's kernel, on top of the worker's (see RunContext)."""
     return {
-        "FEATURELAB_METRICS_FILE": str(run_dir / "metrics.json"),
+        RUN_DIR_ENV: str(run_dir),
         JOURNAL_ENV: str(run_dir / "journal.jsonl"),
-        MARKER_ENV: str(run_dir / "kernel_marker.json"),
+        JUDGE_FILE_ENV: str(run_dir / "judge.json"),
     }
+
+
+def _read_metrics(run_dir: Path) -> dict[str, float]:
+    """Metrics of one run: the notebook's own ``report_metric`` values (informational: written
+    inside the sandbox) overridden by the judge's (computed outside it)."""
+    from featurelab.reporting import read_metrics
+
+    metrics: dict[str, float] = {}
+    notebook_file = run_dir / "sandbox" / "metrics.json"
+    if notebook_file.is_file() and not notebook_file.is_symlink():
+        try:
+            if notebook_file.stat().st_size < 2**20:
+                metrics.update(read_metrics(notebook_file))
+        except (ValueError, OSError, TypeError):
+            pass
+    judge_file = run_dir / "judge.json"
+    if judge_file.is_file():
+        try:
+            metrics.update(json.loads(judge_file.read_text()).get("metrics", {}))
+        except (ValueError, OSError, AttributeError):
+            pass
+    return metrics
 
 
 def _log_failure_reason(log_text: str) -> str:
@@ -700,7 +746,7 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     for attempt in range(1, MAX_ATTEMPTS + 1):
         attempts = attempt
         course = _prepare_course(run_dir, student, assignment, notebook, context)
-        for name in ("journal.jsonl", "metrics.json", "kernel_marker.json"):
+        for name in ("journal.jsonl", "judge.json"):
             (run_dir / name).unlink(missing_ok=True)
         env[SKIP_ENV] = json.dumps({str(k): v for k, v in skips.items()})
         remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
@@ -744,12 +790,6 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
                          + ": graded from the cells that finished")
             break
         if outcome.returncode == 0 and autograded_path.is_file():
-            marker = run_dir / "kernel_marker.json"
-            if options.kernel_startup and not marker.is_file():
-                statuses.append("error")
-                notes.append("the grading kernel did not run its start-up (autograder.checks "
-                             "not imported first): not graded; check autograder/kernel_startup")
-                break
             grades = _score_from_gradebook(course / "gradebook.db", assignment, student)
             autograded_nb = course_mod.read_notebook(autograded_path)
             break
@@ -767,14 +807,7 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         statuses.append("error")
         notes.append(f"nbgrader could not grade it: {_log_failure_reason(log_text)}")
         break
-    metrics_file = run_dir / "metrics.json"
-    if metrics_file.is_file():
-        try:
-            from featurelab.reporting import read_metrics
-
-            metrics = read_metrics(metrics_file)
-        except (ValueError, OSError):
-            notes.append("the metrics file written by the notebook is unreadable")
+    metrics = _read_metrics(run_dir)
     timings = [{"index": e["index"], "grade_id": e.get("grade_id"), "seconds": e["seconds"],
                 "error": e.get("error"), "stderr": e.get("stderr", False)}
                for e in journal if e.get("event") == "end"]
@@ -859,12 +892,19 @@ def grade_batch(
     assignment_ids = assignments or course_mod.assignments(course_root)
     if not assignment_ids:
         raise AutograderError(f"no assignment in {Path(course_root) / course_mod.SOURCE_DIR}")
-    template = build_template(course_root, assignment_ids, work_dir,
-                              kernel_startup=options.kernel_startup)
+    from . import jail, judge
+
+    jail.require_jail(options.insecure)
+    if options.profile == "smoke":  # the sandbox sees the data read-only: build them first
+        from featurelab.data import data_root, ensure_fixtures
+
+        ensure_fixtures(data_root() / "fixtures")
+    template = build_template(course_root, assignment_ids, work_dir)
     jobs = max(1, min(jobs or _default_jobs(), len(submissions) or 1))
     context = RunContext(template, options, out, work_dir, cache_dir,
                          threads_per_job=max(1, (os.cpu_count() or 1) // jobs),
-                         cancel=threading.Event(), keep_work=keep_work)
+                         cancel=threading.Event(), keep_work=keep_work,
+                         seed=judge.run_seed())
 
     records: dict[int, Record] = {}
     todo: list[int] = []
@@ -924,7 +964,7 @@ def grade(
     resume: bool = True,
     keep_work: bool = False,
     ignore_stderr: bool = True,
-    kernel_startup: bool = True,
+    insecure: bool = False,
     work_dir: Path | None = None,
 ) -> BatchResult:
     """``python -m autograder grade``: collect, grade in parallel, write every report.
@@ -944,7 +984,7 @@ def grade(
                     unpack_dir=out / ".work" / "unpacked")
     options = Options(profile=profile, timeout_cell=timeout_cell, timeout=timeout,
                       memory_mb=memory_mb, ignore_stderr=ignore_stderr,
-                      kernel_startup=kernel_startup)
+                      insecure=insecure)
     result = grade_batch(batch, out=out, course_root=course_root, options=options, jobs=jobs,
                          cache_dir=cache_dir, progress=progress, resume=resume,
                          keep_work=keep_work, work_dir=work_dir)

@@ -9,6 +9,15 @@ Static checks of every source notebook (nothing runs):
   do not have it);
 * no outputs, no execution counts.
 
+Course-level checks (nothing runs either):
+
+* the course identity (``autograder/course.toml``): an error while it is the placeholder and the
+  sources use the identity tokens (the badges and the Colab install cell would point at a
+  repository that does not exist); a warning for a branch-like ``ref``; sources must use the
+  ``{{COURSE_...}}`` tokens, not a hard-coded Colab or ``git+https://`` URL;
+* thresholds of the profile (``grading``/``full``) never measured with the pretrained weights
+  (:func:`autograder.calibrate.uncalibrated`): an error, with the command that measures them.
+
 Then (unless ``--static-only``) the solution and the blank release of every assignment are
 graded in one parallel batch, in the chosen profile, exactly like students' work:
 
@@ -141,6 +150,41 @@ def static_checks(assignment: str, notebook) -> list[Problem]:
     return problems
 
 
+def course_checks(course_root: Path, assignment_ids: list[str], profile: str) -> list[Problem]:
+    """Course identity and calibration problems (module docstring)."""
+    from . import calibrate, identity
+
+    problems = []
+    uses_tokens = False
+    for assignment in assignment_ids:
+        text = course_mod.source_notebook(course_root, assignment).read_text(encoding="utf-8")
+        uses_tokens |= identity.TOKEN_PREFIX in text
+        if "colab.research.google.com/github/" in text:
+            problems.append(Problem(assignment, "error", "hard-coded Colab badge URL: use "
+                                    "{{COURSE_COLAB_URL}}/notebooks/<id>/<id>.ipynb"))
+        if "git+https://" in text or "git+http://" in text:
+            problems.append(Problem(assignment, "error", "hard-coded git URL in an install line: "
+                                    "use git+{{COURSE_REPO_URL}}@{{COURSE_REF}}"))
+    try:
+        course_identity = identity.load(course_root=course_root)
+    except course_mod.AutograderError as error:
+        problems.append(Problem("course", "error", str(error)))
+    else:
+        for level, message in identity.problems(course_identity):
+            if level == "error" and not uses_tokens:
+                continue  # no notebook of this course carries the identity
+            problems.append(Problem("course", level, message))
+    if profile in calibrate.CALIBRATED_PROFILES:
+        missing = calibrate.uncalibrated(assignment_ids, profile)
+        for line in missing:
+            problems.append(Problem(line.split(" ", 1)[0], "error",
+                                    f"threshold never measured with the pretrained weights: {line}"))
+        if missing:
+            problems.append(Problem("course", "error", f"uncalibrated {profile!r} thresholds: "
+                                    f"{calibrate.how_to_calibrate(profile)}"))
+    return problems
+
+
 def run_checks(record_solution, record_blank, assignment: str, limit: int) -> tuple[list[Problem], list[dict]]:
     """Problems and timings from the graded solution and blank release of one assignment."""
     problems: list[Problem] = []
@@ -190,6 +234,7 @@ def preflight(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = 
     course_root = Path(course_root).resolve()
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     report = PreflightReport()
+    report.problems += course_checks(course_root, assignment_ids, profile)
     for assignment in assignment_ids:
         notebook = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
         report.problems += static_checks(assignment, notebook)

@@ -3,7 +3,10 @@
 ``solutions/<id>/<id>.ipynb`` (nbgrader source: solutions, hidden tests) ->
 ``notebooks/<id>/<id>.ipynb`` (the student release, committed) with nbgrader's
 ``generate_assignment``, run in a temporary copy of the course so that nothing but the release
-folders and the gradebook changes. The output is deterministic (same sources, same bytes): no
+folders and the gradebook changes. The course identity (``autograder/course.toml``, see
+:mod:`autograder.identity`) replaces the ``{{COURSE_...}}`` tokens of the sources first: the
+Colab badges and the Colab install cell of the release point at the public student repository,
+pinned to its ``ref``. The output is deterministic (same sources, same bytes): no
 outputs, no execution counts, the nbgrader metadata (with checksums) kept.
 
 The gradebook the release creates (hidden tests and checksums, needed by ``nbgrader
@@ -16,17 +19,22 @@ for every run, so it never grades against a stale gradebook.
 (stale or missing files), then checks that no release leaks a solution: no solution or hidden
 test markers, and no line that only appears inside a ``BEGIN SOLUTION`` / ``BEGIN HIDDEN TESTS``
 region of the source.
+
+``release --student DIR`` builds the self-contained student repository instead (see
+:mod:`autograder.edition`).
 """
 
 from __future__ import annotations
 
 import filecmp
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import course as course_mod
+from . import identity as identity_mod
 from .course import REPO_ROOT, AutograderError
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
@@ -44,16 +52,48 @@ def _config_text(root: Path, db_path: Path) -> str:
     )
 
 
+def substitute_identity(folder: Path, identity: identity_mod.CourseIdentity) -> None:
+    """Replace the identity tokens (``{{COURSE_...}}``) in every notebook under ``folder``.
+
+    Done on the temporary copy of the sources, before nbgrader: the checksums nbgrader stores
+    for locked cells (the setup cell holds the Colab install line) match the released text.
+    """
+    for path in sorted(Path(folder).rglob("*.ipynb")):
+        text = path.read_text(encoding="utf-8")
+        replaced = identity.substitute(text)
+        if replaced != text:
+            path.write_text(replaced, encoding="utf-8")
+
+
+def unknown_tokens(text: str) -> list[str]:
+    """Identity-like tokens (``{{COURSE_...}}``) left in ``text``."""
+    return sorted(set(re.findall(r"\{\{COURSE_[A-Za-z0-9_]*\}\}", text)))
+
+
 def generate_into(course_root: Path, assignment_ids: list[str], work: Path,
-                  *, db_path: Path | None = None) -> Path:
-    """Release ``assignment_ids`` in a temporary course under ``work``; returns its release dir."""
+                  *, db_path: Path | None = None,
+                  identity: identity_mod.CourseIdentity | None = None) -> Path:
+    """Release ``assignment_ids`` in a temporary course under ``work``; returns its release dir.
+
+    The course identity (``autograder/course.toml`` unless ``identity`` is given) replaces the
+    ``{{COURSE_...}}`` tokens of the sources (Colab badge, Colab install cell).
+    """
+    identity = identity or identity_mod.load(course_root=course_root)
     temp_course = Path(work) / "course"
     course_mod.copy_sources(course_root, assignment_ids, temp_course)
+    substitute_identity(temp_course / course_mod.SOURCE_DIR, identity)
     db_path = db_path or temp_course / "gradebook.db"
     (temp_course / "nbgrader_config.py").write_text(_config_text(temp_course, db_path))
     course_mod.run_nbgrader("generate_assignment", "*", "--force", course_root=temp_course,
                             work_dir=Path(work) / "jupyter")
-    return temp_course / course_mod.RELEASE_DIR
+    released = temp_course / course_mod.RELEASE_DIR
+    for path in sorted(released.rglob("*.ipynb")):
+        left = unknown_tokens(path.read_text(encoding="utf-8"))
+        if left:
+            raise AutograderError(
+                f"{path.relative_to(released)}: unknown identity token(s) {', '.join(left)} "
+                f"(known: {', '.join(identity_mod.TOKENS)})")
+    return released
 
 
 def _files(folder: Path) -> dict[str, Path]:
@@ -67,7 +107,8 @@ def _files(folder: Path) -> dict[str, Path]:
 
 
 def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-             *, gradebook: bool = True) -> dict[str, Path]:
+             *, gradebook: bool = True,
+             identity: identity_mod.CourseIdentity | None = None) -> dict[str, Path]:
     """Regenerate ``notebooks/<id>/`` for ``assignments`` (all by default); returns the notebooks.
 
     Each ``notebooks/<id>/`` folder is replaced as a whole (a file removed from the source
@@ -77,7 +118,8 @@ def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     with tempfile.TemporaryDirectory(prefix="featurelab-release-") as work:
         db_path = course_root / "gradebook.db" if gradebook else None
-        released = generate_into(course_root, assignment_ids, Path(work), db_path=db_path)
+        released = generate_into(course_root, assignment_ids, Path(work), db_path=db_path,
+                                 identity=identity)
         result = {}
         for assignment in assignment_ids:
             target = course_root / course_mod.RELEASE_DIR / assignment
@@ -90,13 +132,14 @@ def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None
     return result
 
 
-def stale_files(course_root: Path = REPO_ROOT, assignments: list[str] | None = None) -> list[str]:
+def stale_files(course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
+                *, identity: identity_mod.CourseIdentity | None = None) -> list[str]:
     """Files of ``notebooks/`` that a fresh release would change: ``["<path>: why", ...]``."""
     course_root = Path(course_root).resolve()
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     problems = []
     with tempfile.TemporaryDirectory(prefix="featurelab-release-check-") as work:
-        released = generate_into(course_root, assignment_ids, Path(work))
+        released = generate_into(course_root, assignment_ids, Path(work), identity=identity)
         for assignment in assignment_ids:
             fresh = _files(released / assignment)
             committed = _files(course_root / course_mod.RELEASE_DIR / assignment)
@@ -209,10 +252,14 @@ def main(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
             return 0
         print("release check FAILED: run `python -m autograder release` and fix any leak")
         return 1
-    written = generate(course_root, assignments)
+    identity = identity_mod.load(course_root=course_root)
+    written = generate(course_root, assignments, identity=identity)
     for assignment, path in written.items():
         print(f"released {assignment} -> {path.relative_to(Path(course_root).resolve())}")
     print(f"gradebook: {Path(course_root).resolve() / 'gradebook.db'}")
+    print(f"course identity: {identity.describe()} ({identity.config})")
+    if identity.is_placeholder:
+        print(f"note: {identity_mod.placeholder_message(identity)}")
     return 0
 
 

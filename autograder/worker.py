@@ -105,7 +105,7 @@ def main() -> int:
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
-    import autograder.nbexec  # noqa: F401  (imported by the course config: load it once here)
+    import autograder.judged_execute  # noqa: F401  (imported by the course config: load it once)
 
     logging.getLogger("traitlets").setLevel(logging.INFO)
 

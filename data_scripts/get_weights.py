@@ -4,7 +4,8 @@
     python data_scripts/get_weights.py                 # all: vgg16 mobilenet_v3_large resnet18
     python data_scripts/get_weights.py resnet18
 
-Uses the torchvision weights API (``weights.get_state_dict``), which verifies the file's hash.
+Same as ``python -m featurelab.backbones get [NAME ...]`` (works in a pip install). Uses the
+torchvision weights API (``weights.get_state_dict``), which verifies the file's hash.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import sys
 from pathlib import Path
 
 try:
-    from featurelab.backbones import SPECS, how_to_fetch, weights_cache_path
+    from featurelab.backbones import SPECS, get_weights
 except ImportError:  # a fresh checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from featurelab.backbones import SPECS, how_to_fetch, weights_cache_path
+    from featurelab.backbones import SPECS, get_weights
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,21 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         "names", nargs="*", default=["all"], choices=[*SPECS, "all"], help="backbones"
     )
     args = parser.parse_args(argv)
-    names = list(SPECS) if "all" in args.names else list(dict.fromkeys(args.names))
-    failures = 0
-    for name in names:
-        weights = SPECS[name].weights
-        try:
-            weights.get_state_dict(progress=True, check_hash=True)
-        except Exception as error:  # URLError, HTTPError, hash mismatch: all mean "not fetched"
-            failures += 1
-            print(
-                f"{name}: ERROR {type(error).__name__}: {error}\n{how_to_fetch(weights)}",
-                file=sys.stderr,
-            )
-            continue
-        print(f"{name}: ok {weights_cache_path(weights)}")
-    return 1 if failures else 0
+    return get_weights(args.names)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 
     python data_scripts/make_fixtures.py [--root DIR]   # default: <data root>/fixtures
 
-The smoke profile generates them on demand; this command (re)writes them explicitly.
+Same as ``python -m featurelab.data fixtures [--root DIR]`` (works in a pip install). The
+smoke profile generates them on demand; this command (re)writes them explicitly.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ import sys
 from pathlib import Path
 
 try:
-    from featurelab import data
+    from featurelab.data import cli
 except ImportError:  # a fresh checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from featurelab import data
+    from featurelab.data import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, help="fixture folder (default: <data root>/fixtures)")
     args = parser.parse_args(argv)
-    for name, folder in data.make_fixtures(args.root or data.data_root() / "fixtures").items():
-        print(f"{name}: {folder}")
-    return 0
+    return cli.make_fixtures(args.root)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,20 @@ CHEAP_FIXTURES = {
     "other_assignment": ("wrong_assignment", None, "this is the notebook of tp1_vgg16_architecture"),
 }
 
+# Correct work submitted in ways the instructions allow (issue 11); each keeps full marks:
+# name -> (assignment, builder(source, release) -> notebook).
+VARIANTS = {
+    # the parameters cell of a Colab GPU / a Mac, with a data folder and a batch size of its own
+    "colab_parameters": ("tp1_vgg16_architecture",
+                         lambda source, release: fx.left_over_parameters(source, release, "cuda")),
+    "mac_parameters": ("tp6_resnet18_features",
+                       lambda source, release: fx.left_over_parameters(source, release, "mps")),
+    # TP2 Ex. 4 restores the defaults after the experiment, as TP5's own locked cell does
+    "restored_requires_grad": ("tp2_imagenet_prediction", lambda source, release: fx.solved_with(
+        source, release, "ex4_eval_experiment",
+        "model.requires_grad_(True)  # back to the defaults of the loaded model")),
+}
+
 if not ASSIGNMENTS:
     pytest.skip("no source notebook in solutions/ yet", allow_module_level=True)
 
@@ -75,6 +89,10 @@ def batch(tmp_path_factory, fixture_root):
             path = folder / f"{who}_{assignment}.ipynb"
             students.write(notebook, path)
             queue.append(Submission(who, assignment, path, path.name, "flat"))
+        for name, (variant_of, build) in VARIANTS.items():
+            if variant_of == assignment:
+                path = fx.write_notebook(build(source, release_nb), folder / f"{name}_{assignment}.ipynb")
+                later.append(Submission(name, assignment, path, path.name, "flat"))
     mistakes = [item for item in demo.DEMO if item.edits and item.assignment in ASSIGNMENTS]
     for item, path in zip(mistakes, demo.build_submissions(folder / "demo", template, ROOT, tuple(mistakes)), strict=True):
         later.append(Submission(item.student, item.assignment, path, path.name, "flat"))
@@ -115,6 +133,21 @@ def test_blank_release_scores_zero(batch, assignment):
                                                "tp5_cifar10_clustering"} & set(ASSIGNMENTS)))
 def test_solutions_report_their_metric(batch, assignment):
     assert "accuracy" in batch[("solution", assignment)].metrics
+
+
+@pytest.mark.parametrize("name", [n for n, (a, _) in VARIANTS.items() if a in ASSIGNMENTS])
+def test_correct_variants_keep_full_marks(batch, name):
+    assignment = VARIANTS[name][0]
+    record, solution = batch[(name, assignment)], batch[("solution", assignment)]
+    assert record.status == "ok", record.reason
+    lost = [(c.grade_id, c.score, c.points, c.message) for c in record.cells
+            if c.kind == "auto" and (c.score or 0) < c.points]
+    assert lost == []
+    assert record.score == solution.score == record.max_score > 0
+    assert record.code_errors == []
+    if name == "restored_requires_grad":
+        scores = {c.grade_id: (c.score, c.points) for c in record.cells}
+        assert scores["test_ex4_eval_experiment"] == (2, 2)
 
 
 @pytest.mark.parametrize("item", [i for i in demo.DEMO if i.edits and i.assignment in ASSIGNMENTS],

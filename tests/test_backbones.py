@@ -106,7 +106,7 @@ def test_other_profiles_refuse_random_weights_with_instructions(profile):
     with pytest.raises(backbones.WeightsUnavailableError) as error:
         backbones.load_model("resnet18", profile)
     message = str(error.value)
-    assert "get_weights.py" in message
+    assert "python -m featurelab.backbones get resnet18" in message
     assert "resnet18-f37072fd.pth" in message
     assert "offline (test)" in message
 

@@ -21,6 +21,7 @@ from torchvision import datasets, models
 from torchvision.transforms import v2
 
 from featurelab import backbones, cache, features
+from featurelab import fingerprint as fingerprinting
 from tests.data import images
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -222,8 +223,8 @@ def test_train_mode_is_never_cached(cache_dir, image_folder):
     features.extract(model, image_folder, progress=False)
     features.extract(model, image_folder, progress=False)
     assert not cache_dir.exists()
-    eval_fp = cache.fingerprint_module(small_net().eval(), (3, 16, 16))
-    train_fp = cache.fingerprint_module(small_net().train(), (3, 16, 16))
+    eval_fp = fingerprinting.fingerprint_module(small_net().eval(), (3, 16, 16))
+    train_fp = fingerprinting.fingerprint_module(small_net().train(), (3, 16, 16))
     assert eval_fp != train_fp
 
 
@@ -285,26 +286,28 @@ def test_equal_modules_of_different_classes_share_a_fingerprint_different_ones_d
 
     shape = (4, 8, 8)
     sequential = nn.Sequential(conv, bn, nn.ReLU()).eval()
-    fp = cache.fingerprint_module(sequential, shape)
-    assert cache.fingerprint_module(Wrapped().eval(), shape) == fp
-    assert cache.fingerprint_module(Residual().eval(), shape) != fp
-    assert cache.fingerprint_module(nn.Sequential(conv, bn, nn.Tanh()).eval(), shape) != fp
-    assert cache.fingerprint_module(sequential, shape) == fp  # deterministic
+    fp = fingerprinting.fingerprint_module(sequential, shape)
+    assert fingerprinting.fingerprint_module(Wrapped().eval(), shape) == fp
+    assert fingerprinting.fingerprint_module(Residual().eval(), shape) != fp
+    assert fingerprinting.fingerprint_module(nn.Sequential(conv, bn, nn.Tanh()).eval(), shape) != fp
+    assert fingerprinting.fingerprint_module(sequential, shape) == fp  # deterministic
     with pytest.raises(ValueError, match="input_shape"):
-        cache.fingerprint_module(sequential, (3, 8, 8))
+        fingerprinting.fingerprint_module(sequential, (3, 8, 8))
 
 
 def test_probe_is_remembered_per_object_and_rerun_after_any_change(monkeypatch):
     probes = []
-    real_probe = cache.probe_output
+    real_probe = fingerprinting.probe_output
     monkeypatch.setattr(
-        cache, "probe_output", lambda module, shape: probes.append(1) or real_probe(module, shape)
+        fingerprinting,
+        "probe_output",
+        lambda module, shape: probes.append(1) or real_probe(module, shape),
     )
     shape = (3, 8, 8)
     model = small_net()
-    fp = cache.fingerprint_module(model, shape)
-    assert cache.fingerprint_module(model, shape) == fp and len(probes) == 1  # remembered
-    assert cache.fingerprint_module(copy.deepcopy(model), shape) == fp and len(probes) == 2
+    fp = fingerprinting.fingerprint_module(model, shape)
+    assert fingerprinting.fingerprint_module(model, shape) == fp and len(probes) == 1  # remembered
+    assert fingerprinting.fingerprint_module(copy.deepcopy(model), shape) == fp and len(probes) == 2
 
     def replace_forward(m):
         m.forward = lambda x: -nn.Sequential.forward(m, x)
@@ -322,10 +325,10 @@ def test_probe_is_remembered_per_object_and_rerun_after_any_change(monkeypatch):
     }
     for name, change in changes.items():
         model = small_net()
-        before = cache.fingerprint_module(model, shape)
+        before = fingerprinting.fingerprint_module(model, shape)
         count = len(probes)
         change(model)
-        assert cache.fingerprint_module(model, shape) != before, name
+        assert fingerprinting.fingerprint_module(model, shape) != before, name
         assert len(probes) == count + 1, name
 
 
@@ -333,7 +336,7 @@ def test_fingerprint_restores_train_flags_and_leaves_batchnorm_statistics_alone(
     model = small_net().train()
     model[2].eval()
     before = model[1].running_mean.clone()
-    cache.fingerprint_module(model, (3, 8, 8))
+    fingerprinting.fingerprint_module(model, (3, 8, 8))
     assert [m.training for m in model.modules()] == [True, True, True, False, True]
     assert torch.equal(model[1].running_mean, before)
 
@@ -360,11 +363,11 @@ def test_student_vgg16relu7_hits_the_entry_of_the_reference_cut(cache_dir, recor
     reference = backbones.cut(vgg, "vgg16", "relu7")
     student = VGG16relu7(vgg).eval()
     start = time.perf_counter()
-    fingerprint = cache.fingerprint_module(reference)
+    fingerprint = fingerprinting.fingerprint_module(reference)
     seconds = time.perf_counter() - start
     record_property("vgg16_fingerprint_seconds", round(seconds, 2))
     print(f"VGG16 relu7 fingerprint: {seconds:.2f} s (138 M parameters + 1-image probe)")
-    assert cache.fingerprint_module(student) == fingerprint
+    assert fingerprinting.fingerprint_module(student) == fingerprint
     images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     dataset = TensorDataset(images, torch.tensor([3, 7]))
     expected, _ = features.extract(reference, dataset, progress=False)
@@ -374,7 +377,7 @@ def test_student_vgg16relu7_hits_the_entry_of_the_reference_cut(cache_dir, recor
     assert calls == [1]  # the probe only: served from the reference's entry
     assert torch.equal(got, expected) and labels.tolist() == [3, 7]
     fc7 = backbones.cut(vgg, "vgg16", "fc7")  # one layer less (no ReLU): another entry
-    assert cache.fingerprint_module(fc7) != fingerprint
+    assert fingerprinting.fingerprint_module(fc7) != fingerprint
 
 
 # ---------------------------------------------------------------------------------------------

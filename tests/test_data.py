@@ -97,7 +97,7 @@ def test_data_root_precedence(tmp_path, monkeypatch):
     assert data.data_root() == tmp_path / "from-env"
     assert data.data_root(tmp_path / "arg") == tmp_path / "arg"
     monkeypatch.delenv("FEATURELAB_DATA")
-    expected = REPO / "data" if data._repo_dir() == REPO else None
+    expected = REPO / "data" if data.registry._repo_dir() == REPO else None
     assert data.data_root() == (expected or Path.home() / ".cache" / "featurelab" / "data")
 
 
@@ -365,11 +365,13 @@ def test_load_scene15_reads_the_fixture_as_rgb(fixture_root):
 
 def test_load_petimages_skips_broken_files_and_splits_stratified(fixture_root, capsys):
     folder = fixture_root / "petimages" / "PetImages"
-    train = data.load_petimages("train", root=folder, progress=False)
-    test = data.load_petimages("test", root=folder, progress=False)
+    train = data.load_petimages("train", root=folder)  # progress=True: the summary is shown
+    test = data.load_petimages("test", root=folder)
     summary = capsys.readouterr().out.splitlines()
     assert len(summary) == 2 and "skipped 3 unreadable" in summary[0]
     assert "Cat/666.jpg" in summary[0] and "Dog/12.jpg" in summary[0]
+    data.load_petimages("test", root=folder, progress=False)
+    assert capsys.readouterr() == ("", "")  # progress=False: silent (the same switch as the bar)
     assert train.classes == ["Cat", "Dog"] and train.skipped == test.skipped == 3
     assert np.bincount(train.targets).tolist() == [10, 10]
     assert np.bincount(test.targets).tolist() == [2, 2]
@@ -404,7 +406,7 @@ def test_petimages_manifest_is_reused_and_rebuilt_when_files_change(
         raise AssertionError("the manifest should have been used")
 
     with monkeypatch.context() as patch:
-        patch.setattr(data, "_unreadable_reason", no_decoding)
+        patch.setattr(data.loaders, "_unreadable_reason", no_decoding)
         assert len(data.load_petimages("train", root=folder, progress=False)) == 20
     (folder / "Dog" / "12345.jpg").write_bytes(b"")
     readable, unreadable = data.scan_images(folder, data.PETIMAGES_CLASSES, progress=False)
@@ -504,9 +506,11 @@ def test_missing_dataset_names_the_command_to_run(data_home, tmp_path):
     with pytest.raises(data.DatasetMissingError) as error:
         data.load_scene15("train")
     assert isinstance(error.value, FileNotFoundError)
-    assert "python data_scripts/get_data.py scene15" in str(error.value)
+    assert "python -m featurelab.data get scene15" in str(error.value)
     assert "https://rdfia.github.io/data/15SceneData.zip" in str(error.value)
-    with pytest.raises(data.DatasetMissingError, match=r"get_data.py petimages --root .*elsewhere"):
+    with pytest.raises(
+        data.DatasetMissingError, match=r"featurelab.data get petimages --root .*elsewhere"
+    ):
         data.dataset_dir("petimages", root=tmp_path / "elsewhere")
 
 
@@ -572,7 +576,7 @@ def test_get_data_cli_verify_only(fixture_root, data_home, capsys):
     assert get_data.main(["all", "--verify-only"]) == 1
     err = capsys.readouterr().err
     for name in data.REGISTRY:
-        assert f"{name}: ERROR" in err and f"python data_scripts/get_data.py {name}" in err
+        assert f"{name}: ERROR" in err and f"python -m featurelab.data get {name}" in err
     shutil.copytree(fixture_root / "cifar10", data_home / "cifar10")
     assert get_data.main(["cifar10", "--verify-only"]) == 0
     assert (
@@ -603,4 +607,4 @@ def test_get_weights_cli_reports_offline_clearly(monkeypatch, capsys):
     assert get_weights.main(["all"]) == 1
     err = capsys.readouterr().err
     assert "vgg16" in err and "mobilenet_v3_large" in err and "name resolution" in err
-    assert "python data_scripts/get_weights.py" in err  # backbones.how_to_fetch's instructions
+    assert "python -m featurelab.backbones get vgg16" in err  # backbones.how_to_fetch's advice

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import socket
 import threading
 import zipfile
@@ -131,7 +132,7 @@ def test_a_download_cut_too_often_keeps_its_part_and_resumes_next_time(scene15):
     behaviour.cuts = 100
     with pytest.raises(data.DownloadError, match="cut 5 times.*resumes when you run") as error:
         data.download("scene15", progress=False)
-    assert "python data_scripts/get_data.py scene15" in str(error.value)
+    assert "python -m featurelab.data get scene15" in str(error.value)
     part = target.with_name(target.name + ".part")
     size = part.stat().st_size
     assert 0 < size < len(behaviour.payload) and not target.exists()
@@ -209,7 +210,7 @@ def test_offline_is_a_clear_error(tmp_path, monkeypatch):
     message = str(error.value)
     assert url in message and "refused" in message.lower()
     assert str(root / "cifar10" / "cifar-10-python.tar.gz") in message
-    assert f"python data_scripts/get_data.py cifar10 --root {root}" in message
+    assert f"python -m featurelab.data get cifar10 --root {root}" in message
     assert "FEATURELAB_URL_CIFAR10" in message
     assert leftovers(root / "cifar10") == []
 
@@ -233,4 +234,100 @@ def test_dns_failure_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(data.DownloadError, match="gaierror: .*Name or service not known") as error:
         data.download("petimages", root=tmp_path, progress=False)
     assert "download.microsoft.com" in str(error.value)
-    assert "get_data.py petimages --root" in str(error.value)
+    assert "featurelab.data get petimages --root" in str(error.value)
+
+
+# --- ensure(): free disk space, download on request, the pip-installed commands -------------
+
+
+@pytest.fixture
+def fixture_scene15(scene15, monkeypatch):
+    """scene15 served locally, with a registry entry that accepts the fixture's structure."""
+    spec = dataclasses.replace(data.REGISTRY["scene15"], image_counts=FIXTURE_SCENE15_COUNTS)
+    monkeypatch.setitem(data.REGISTRY, "scene15", spec)
+    return scene15
+
+
+def test_ensure_without_download_names_the_pip_command_and_fetches_nothing(fixture_scene15):
+    behaviour, target = fixture_scene15
+    with pytest.raises(data.DatasetMissingError) as error:
+        data.ensure("scene15")
+    assert "python -m featurelab.data get scene15" in str(error.value)
+    assert "ensure('scene15', download=True)" in str(error.value)
+    assert behaviour.requests == [] and not target.parent.exists()
+
+
+def test_ensure_downloads_verifies_and_extracts_once(fixture_scene15, capsys):
+    behaviour, target = fixture_scene15
+    folder = data.ensure("scene15", download=True)
+    assert folder == target.parent / "15SceneData" and (folder / "train" / "Coast").is_dir()
+    assert target.read_bytes() == behaviour.payload  # checksum-verified archive kept
+    assert "100%" in capsys.readouterr().err  # the byte progress bar
+    assert data.ensure("scene15", download=True, progress=False) == folder
+    assert data.ensure("scene15") == folder and len(behaviour.requests) == 1
+
+
+def test_ensure_checks_free_space_before_downloading(fixture_scene15, monkeypatch):
+    import shutil
+
+    behaviour, target = fixture_scene15
+    spec = data.REGISTRY["scene15"]
+    probed = []
+
+    def tiny_disk(path):
+        probed.append(path)
+        return shutil._ntuple_diskusage(total=10 << 20, used=(10 << 20) - 12345, free=12345)
+
+    monkeypatch.setattr(shutil, "disk_usage", tiny_disk)
+    with pytest.raises(data.InsufficientSpaceError) as error:
+        data.ensure("scene15", download=True)
+    message = str(error.value)
+    needed = spec.archive_bytes + spec.extracted_bytes
+    assert f"needs about {needed / (1 << 20):.1f} MB" in message
+    assert str(target.parent) in message and "12.1 KB is free" in message
+    assert "--root" in message and "FEATURELAB_DATA" in message
+    assert behaviour.requests == [] and not target.parent.exists()  # nothing fetched or written
+    assert probed and all(Path(p).exists() for p in probed)  # an existing ancestor was measured
+    # A partial download already on disk counts as space already used.
+    target.parent.mkdir(parents=True)
+    target.with_name(target.name + ".part").write_bytes(b"x" * 1000)
+    assert data.space_needed(spec, target.parent.parent) == needed - 1000
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40)
+    )
+    assert data.ensure("scene15", download=True, progress=False).is_dir()
+
+
+def test_data_command_get_verify_fixtures(fixture_scene15, tmp_path, capsys):
+    from featurelab.data import cli
+
+    behaviour, target = fixture_scene15
+    assert cli.main(["verify", "scene15"]) == 1
+    assert "python -m featurelab.data get scene15" in capsys.readouterr().err
+    assert cli.main(["get", "scene15"]) == 0
+    assert f"scene15: ready in {target.parent / '15SceneData'}" in capsys.readouterr().out
+    assert cli.main(["verify", "scene15"]) == 0
+    assert f"scene15: verified {target}" in capsys.readouterr().out
+    assert cli.main(["fixtures", "--root", str(tmp_path / "fx")]) == 0
+    assert (tmp_path / "fx" / "petimages" / "PetImages" / "Cat").is_dir()
+    assert len(behaviour.requests) == 1
+    with pytest.raises(SystemExit):
+        cli.main(["get", "imagenet"])
+
+
+def test_the_commands_run_as_modules_of_the_installed_package(tmp_path):
+    """``python -m featurelab.data`` / ``featurelab.backbones`` from outside the checkout."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FEATURELAB_DATA": str(tmp_path / "data")}
+    env["PYTHONPATH"] = str(Path(data.__file__).parents[2])  # only the package, not the repo
+    for module, args, expected in (
+        ("featurelab.data", ["verify", "cifar10"], "python -m featurelab.data get cifar10"),
+        ("featurelab.backbones", ["get", "--help"], "vgg16"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert expected in done.stdout + done.stderr, (module, done.stdout, done.stderr)

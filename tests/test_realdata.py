@@ -68,7 +68,7 @@ def test_petimages_sample_splits_80_20_stratified(
     folder = real_folder(realdata_dir, "petimages_sample")
     monkeypatch.setenv("FEATURELAB_DATA", str(tmp_path))  # the scan manifest goes here
     before = sorted(p.name for p in folder.iterdir())
-    train = data.load_petimages("train", root=folder, progress=False)
+    train = data.load_petimages("train", root=folder)  # progress=True: the summary is shown
     test = data.load_petimages("test", root=folder, progress=False)
     assert "1,000 readable images" in capsys.readouterr().out
     assert train.classes == ["Cat", "Dog"] and train.skipped == test.skipped == 0

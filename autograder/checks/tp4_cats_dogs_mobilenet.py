@@ -96,6 +96,9 @@ def check_probe_features(probe_features, probe_batch, model: nn.Module) -> None:
     with torch.inference_mode():
         expected = reference_backbone(model)(probe_batch)
     assert_shape(probe_features, tuple(expected.shape), "probe_features")
+    if _PRISTINE["torch.is_tensor"](probe_features) and probe_features.requires_grad:
+        _fail("probe_features tracks gradients: compute it inside torch.inference_mode() "
+              "or torch.no_grad()")
     if not _close_relative(probe_features, expected):
         _fail("probe_features is not the backbone's output on probe_batch")
 
@@ -167,7 +170,7 @@ def check_naive_extractor(extract_fn) -> None:
     if features.dtype != torch.float32 or features.device.type != "cpu":
         _fail(f"features must be float32 on the CPU, got {features.dtype} on {features.device}")
     if features.requires_grad or features.grad_fn is not None:
-        _fail("features must not track gradients (use torch.inference_mode())")
+        _fail("features must not track gradients (use torch.inference_mode() or torch.no_grad())")
     if got_labels.dtype != torch.int64 or not tensors_equal(got_labels, labels):
         _fail("labels must be the loader's labels, int64, in loader order")
     calls = net[-1].calls
@@ -176,7 +179,8 @@ def check_naive_extractor(extract_fn) -> None:
     if any(training for training, _ in calls):
         _fail("the module ran in train mode: call .eval() before extracting")
     if any(grad for _, grad in calls):
-        _fail("the forward passes ran with autograd on: use torch.inference_mode()")
+        _fail("the forward passes ran with autograd on: use torch.inference_mode() "
+              "(or torch.no_grad())")
     bn, ref_bn = net[1], pristine[1]
     if not tensors_equal(bn.running_mean, ref_bn.running_mean):
         _fail("batch-norm running statistics changed: the module ran in train mode")

@@ -173,6 +173,64 @@ def reference_nearest_neighbours(similarity, queries, k: int) -> torch.Tensor:
     return rows.topk(k, dim=1).indices
 
 
+def nearest_neighbour_probes(n: int = 12, seed: int = PROBE_SEED):
+    """``(similarity (n, n), queries, k)`` cases for ``nearest_neighbours``.
+
+    The plain cosine matrix of :func:`probe_similarity` (no ties), then matrices where "the
+    query itself" is not simply the first result of ``topk(k + 1)``: a cosine matrix with
+    duplicate images (items 7 and 9 copy items 0 and 4: they tie with the query's own 1, and
+    with each other as neighbours of the other queries), and an inner-product matrix where item
+    3 is twice item 1, so that query 1's most similar item (``s[1, 3] = 2 s[1, 1]``) outranks
+    the query itself.
+    """
+    plain = probe_similarity(n, seed)
+    generator = torch.Generator().manual_seed(seed + 5)
+    x = torch.randn(n, 8, generator=generator, dtype=torch.float64)
+    x[7], x[9] = x[0], x[4]
+    duplicates = reference_cosine_similarity(x)
+    for copy, original in ((7, 0), (9, 4)):  # exact ties, whatever the rounding of the product
+        duplicates[copy], duplicates[:, copy] = duplicates[original], duplicates[:, original]
+    duplicates.fill_diagonal_(1.0)
+    for copy, original in ((7, 0), (9, 4)):
+        duplicates[copy, original] = duplicates[original, copy] = 1.0
+    y = torch.randn(n, 8, generator=generator, dtype=torch.float64)
+    y[3] = 2 * y[1]
+    inner = y @ y.T
+    return [
+        (plain, [0], 3),
+        (plain, [5, 2, 11], 5),
+        (plain, list(range(n)), n - 1),
+        (duplicates, [0, 4, 7, 2], 3),
+        (duplicates, list(range(n)), n - 1),
+        (inner, [1, 3, 6], 3),
+    ]
+
+
+def neighbours_problem(got, similarity, queries, k: int) -> str | None:
+    """Why ``got`` is not the ``k`` nearest neighbours of ``queries`` (None when it is).
+
+    Ties are judged by value: among equally similar items any order is right. The query's own
+    index must not appear.
+    """
+    queries = list(queries)
+    try:
+        got = _as_tensor(got).long()
+    except (TypeError, ValueError, RuntimeError):
+        return "nearest_neighbours must return a tensor of indices"
+    if tuple(got.shape) != (len(queries), k):
+        return f"expected shape {(len(queries), k)}, got {tuple(got.shape)} (queries {queries}, k={k})"
+    s = _as_tensor(similarity).double()
+    expected = reference_nearest_neighbours(s, queries, k)
+    for row, query, reference in zip(got.tolist(), queries, expected.tolist(), strict=True):
+        if query in row:
+            return f"query {query} is among its own neighbours {row}"
+        if len(set(row)) != k or not all(0 <= index < s.shape[0] for index in row):
+            return f"neighbours of query {query} must be {k} distinct indices, got {row}"
+        if s[query, row].tolist() != s[query, reference].tolist():
+            return f"wrong neighbours for query {query}, k={k}: {row}"
+    return None
+
+
 def expected_test_size(profile: str, root=None) -> int:
     """Number of CIFAR-10 test images for ``profile`` (fixtures: as generated)."""
     if profile in TEST_SIZES:

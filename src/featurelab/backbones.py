@@ -29,6 +29,7 @@ resnet18 layer4     conv1 ... layer4                          (512, 7, 7)
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
@@ -42,6 +43,8 @@ from torchvision import models
 from .profiles import get_profile
 
 RANDOM_INIT_SEED = 0
+# The command that fetches weights; it exists wherever the package is installed (pip too).
+GET_WEIGHTS_COMMAND = "python -m featurelab.backbones get"
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -107,12 +110,17 @@ def weights_cache_path(weights: models.WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
+def _backbone_name(weights: models.WeightsEnum) -> str | None:
+    return next((name for name, bspec in SPECS.items() if bspec.weights == weights), None)
+
+
 def how_to_fetch(weights: models.WeightsEnum) -> str:
     """A short instruction saying how to obtain ``weights`` on a machine without internet."""
     target = weights_cache_path(weights)
+    command = f"{GET_WEIGHTS_COMMAND} {_backbone_name(weights) or 'all'}"
     return (
         f"Pretrained weights {weights} are not in the torch hub cache ({target}).\n"
-        f"On a machine with internet run:  python data_scripts/get_weights.py\n"
+        f"On a machine with internet run:  {command}\n"
         f"or download {weights.url}\n"
         f"and copy it to {target} (set TORCH_HOME to use another cache folder)."
     )
@@ -247,3 +255,52 @@ def preprocessing(name: str) -> Callable:
     the ImageNet mean and std.
     """
     return spec(name).weights.transforms()
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m featurelab.backbones get NAME|all
+# ---------------------------------------------------------------------------------------------
+
+
+def get_weights(names: list[str]) -> int:
+    """Fetch the pretrained weights of ``names`` (``"all"``: every backbone) into the torch hub
+    cache; print one line per backbone (errors on stderr, with :func:`how_to_fetch`); return the
+    exit status (1 when any failed). torchvision verifies each file's hash."""
+    if "all" in names:
+        names = list(SPECS)
+    failures = 0
+    for name in dict.fromkeys(names):
+        weights = spec(name).weights
+        try:
+            weights.get_state_dict(progress=True, check_hash=True)
+        except Exception as error:  # URLError, HTTPError, hash mismatch: all mean "not fetched"
+            failures += 1
+            print(
+                f"{name}: ERROR {type(error).__name__}: {error}\n{how_to_fetch(weights)}",
+                file=sys.stderr,
+            )
+            continue
+        print(f"{name}: ok {weights_cache_path(weights)}")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m featurelab.backbones get [NAME ...|all]`` (default: all)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m featurelab.backbones",
+        description="Pretrained backbone weights (torch hub cache: $TORCH_HOME).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = commands.add_parser(
+        "get", help="download the pretrained weights into the torch hub cache"
+    )
+    sub.add_argument(
+        "names", nargs="*", default=["all"], choices=[*SPECS, "all"], metavar="NAME",
+        help=f"backbone ({', '.join(SPECS)}) or all (default)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    return get_weights(args.names)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

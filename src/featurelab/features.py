@@ -74,7 +74,12 @@ The cache (``featurelab.cache``)
 --------------------------------
 ``cache=None`` (default) or ``True``: the default folder (``$FEATURELAB_CACHE``, else
 ``featurelab.data.data_root() / "cache"``); ``cache=False``: off; a path: that folder.
-``FEATURELAB_CACHE=off`` disables it everywhere. The key fingerprints what the module
+``FEATURELAB_CACHE=off`` disables it everywhere. ``$FEATURELAB_SHARED_CACHE`` (optional) names
+a read-only cache folder looked up first (never written; a bad entry there is a miss); new
+entries go to the read-write folder only, and a read-write folder that cannot be written
+costs one warning, not an error. A hit is reported ("N rows from the feature cache") through
+the ``featurelab`` logger when ``progress=True``. The key (:mod:`featurelab.fingerprint`)
+fingerprints what the module
 computes (weights and function, not its name: a hand-written ``VGG16relu7`` equal to
 ``backbones.cut(vgg, "vgg16", "relu7")`` shares its entry), the data (file list, labels,
 sizes, mtimes, transform), the device type, autocast dtype, ``resize``, ``pool`` and the
@@ -84,7 +89,7 @@ costs hashing the weights, one 1-image forward pass (the probe of the module fin
 remembered per model object, so skipped when the same unchanged model extracts again),
 reading three dataset items and the checksummed file. Measured on 2 CPU cores: VGG16
 (138 M parameters) 0.35-0.4 s with a new model object, 0.16 s with the same one; resnet18
-and mobilenet_v3_large 0.03-0.07 s. See :mod:`featurelab.cache` for the format.
+and mobilenet_v3_large 0.03-0.07 s. See :mod:`featurelab.cache` for the format and folders.
 """
 
 from __future__ import annotations
@@ -106,8 +111,13 @@ from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDatas
 from torch.utils.data._utils.collate import default_collate
 
 from . import cache as _cache
-from .cache import cache_info, clear_cache, fingerprint_dataset, fingerprint_module
+from . import fingerprint as _fingerprint
+from ._log import get_logger, report
+from .cache import cache_info, clear_cache
 from .device import auto_device
+from .fingerprint import fingerprint_dataset, fingerprint_module
+
+log = get_logger(__name__)
 
 __all__ = [
     "extract",
@@ -276,7 +286,7 @@ def _resize_size(resize: int | tuple[int, int] | None) -> tuple[int, int] | None
 def _pick_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return auto_device(device)
-    current = _cache.module_device(model)
+    current = _fingerprint.module_device(model)
     return current if current.type != "cpu" else auto_device()
 
 
@@ -287,7 +297,7 @@ def _pick_device(model: nn.Module, device: str | torch.device | None) -> torch.d
 
 def _check_devices(model: nn.Module, device: torch.device) -> torch.device | None:
     """The model's single device (None for a stateless model); error if spread over several."""
-    devices = {t.device for t in _cache._state_tensors(model)}
+    devices = {t.device for t in _fingerprint.state_tensors(model)}
     if len(devices) > 1:
         raise ValueError(
             f"the model's tensors are on several devices ({sorted(map(str, devices))}); "
@@ -562,9 +572,9 @@ def extract(
     target = _pick_device(model, device)
     amp_dtype = resolve_amp(amp, target)
 
-    cache_dir = _cache_dir(cache)
-    if cache_dir is not None and not _cacheable(model, dataset, loader_given, total):
-        cache_dir = None
+    cache_dir, shared_dir = _cache_dirs(cache)
+    if (cache_dir or shared_dir) and not _cacheable(model, dataset, loader_given, total):
+        cache_dir = shared_dir = None
 
     workers, threads, decode_threads = 0, None, 0
     if not loader_given and not _is_tensor_dataset(data):
@@ -578,14 +588,19 @@ def extract(
 
     with _on_device(model, target):
         key = None
-        if cache_dir is not None:
+        if cache_dir is not None or shared_dir is not None:
             key = _cache_key(model, data, target, amp_dtype, resize_hw, pool)
-            if key is not None:
-                hit = _cache.load(cache_dir, key)
-                if hit is not None:
-                    if progress:
-                        print(f"{desc or 'features'}: {len(hit[0])} rows from the feature cache")
-                    return hit
+            # The shared (read-only) cache first, then the read-write one.
+            hit = None if key is None else _cache.lookup(key, [shared_dir, cache_dir])
+            if hit is not None:
+                report(
+                    log,
+                    "%s: %d rows from the feature cache",
+                    desc or "features",
+                    len(hit[0]),
+                    progress=progress,
+                )
+                return hit[0], hit[1]
         runner = model
         if fold_batchnorm and (total is None or total > 2 * batch_size):
             runner = batchnorm_folded(model)  # a copy, or the model itself
@@ -606,7 +621,7 @@ def extract(
                     desc=desc,
                     progress=progress,
                 )
-    if key is not None:
+    if key is not None and cache_dir is not None:
         info = {
             "model": type(model).__name__,
             "dataset": type(data).__name__,
@@ -620,18 +635,26 @@ def extract(
     return features, labels
 
 
-def _cache_dir(cache: bool | str | os.PathLike | None) -> Path | None:
+def _cache_dirs(cache: bool | str | os.PathLike | None) -> tuple[Path | None, Path | None]:
+    """``(read-write cache folder, read-only shared cache folder)``, each None when off.
+
+    ``cache=False`` or ``$FEATURELAB_CACHE=off``: no cache at all. Otherwise the read-write
+    folder is ``cache`` (a path) or the default one, and the shared folder is
+    ``$FEATURELAB_SHARED_CACHE`` (see :mod:`featurelab.cache`).
+    """
     if cache is False:
-        return None
+        return None, None
     if cache is None or cache is True:
-        return None if _cache.cache_disabled_by_env() else _cache.default_cache_dir()
+        if _cache.cache_disabled_by_env():
+            return None, None
+        return _cache.default_cache_dir(), _cache.shared_cache_dir()
     if isinstance(cache, (str, os.PathLike)):
-        return Path(cache).expanduser().absolute()
+        return Path(cache).expanduser().absolute(), _cache.shared_cache_dir()
     raise TypeError(f"cache must be None, a bool or a folder path, not {cache!r}")
 
 
 def _cacheable(model: nn.Module, dataset: Any, loader_given: bool, total: int | None) -> bool:
-    if total is None or _cache.is_training(model):
+    if total is None or _fingerprint.is_training(model):
         return False
     if loader_given:
         return (
@@ -650,11 +673,11 @@ def _cache_key(
     resize: tuple[int, int] | None,
     pool: str | None,
 ) -> str | None:
-    data_fingerprint, first = _cache.dataset_fingerprint_and_first_item(dataset)
+    data_fingerprint, first = _fingerprint.dataset_fingerprint_and_first_item(dataset)
     if data_fingerprint is None:
         return None
     input_shape = _input_shape(first, resize)
-    return _cache.make_key(
+    return _fingerprint.make_key(
         {
             "model": fingerprint_module(model, input_shape),
             "data": data_fingerprint,

@@ -32,6 +32,33 @@ class ProfileError(ValueError):
     """An unknown profile name."""
 
 
+def under_grader() -> bool:
+    """True while the autograder runs this code (nbgrader sets ``NBGRADER_EXECUTION``).
+
+    Under the grader the parameters cell's machine settings (``DEVICE``, ``DATA_ROOT``,
+    ``BATCH_SIZE``) a student left from their own machine are ignored: the grader decides.
+    """
+    return bool(os.environ.get("NBGRADER_EXECUTION"))
+
+
+# The batch size the grading profile's thresholds were calibrated with and its memory limits
+# sized for: a BATCH_SIZE = 256 left from a Colab GPU must neither change a trained head's
+# accuracy nor exhaust the grading machine's memory.
+GRADER_BATCH_SIZE = 32
+
+
+def batch_size(requested: int) -> int:
+    """The batch size in force: ``requested`` (the parameters cell's ``BATCH_SIZE``), except
+    under the autograder, where the grader decides (:data:`GRADER_BATCH_SIZE`)."""
+    return GRADER_BATCH_SIZE if under_grader() else int(requested)
+
+
+def requested_data_root(requested=None):
+    """The parameters cell's ``DATA_ROOT``, or ``None`` under the autograder, where the grader
+    decides (``$FEATURELAB_DATA``, else the default folder: see ``featurelab.data.data_root``)."""
+    return None if under_grader() else requested
+
+
 def resolve_profile(requested: str | None = None) -> str:
     """Return the profile name in force (see the module docstring for the order)."""
     from_env = os.environ.get(PROFILE_ENV, "").strip().lower()

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
+
+from ._io import atomic_write_json
 
 METRICS_ENV = "FEATURELAB_METRICS_FILE"
 
@@ -40,14 +41,8 @@ def report_metric(name: str, value: float) -> None:
     metrics = read_metrics(path)
     metrics[name] = number
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(metrics, stream, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # 0o600 as before: the metrics file is the grader's business.
+    atomic_write_json(path, metrics, permissions=None, indent=2, sort_keys=True)
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, float]:

@@ -4,10 +4,10 @@
 
 A second, smaller assignment ``toy2`` exists so that "the notebook of another assignment" can be
 submitted. The toy notebook has what a real TP has, in miniature: locked instruction cells, three solution
-cells with autograded test cells (visible asserts, then hidden tests that call
-``autograder.checks``), one manually graded markdown answer and a metric reported with
-``featurelab.reporting.report_metric``. Its hidden tests use ``tensors_equal`` /
-``tensors_close`` so the monkeypatch defence can be tested on it.
+cells with autograded test cells (visible asserts, then hidden collectors that record the
+student's results on the judge's probes with ``featurelab.evidence``), one manually graded
+markdown answer and a metric reported with ``featurelab.reporting.report_metric``. Its judges
+live in ``tests/data/toy_course/checks/<assignment>.py`` (outside the sandbox).
 """
 
 from __future__ import annotations
@@ -83,10 +83,13 @@ def build() -> nbformat.NotebookNode:
             '"""Check that square squares."""\n'
             "assert square(3) == 9\n"
             "### BEGIN HIDDEN TESTS\n"
-            "from autograder.checks import tensors_equal\n"
+            "from featurelab import evidence as _evidence\n"
             "\n"
-            "probe = torch.arange(-3.0, 4.0)\n"
-            'assert tensors_equal(square(probe), probe * probe), "square(x) must be x * x element-wise"\n'
+            "_evidence.record(\n"
+            '    "test_ex1_square",\n'
+            "    visible=_evidence.attempt(square, 3),\n"
+            '    probe=_evidence.attempt(square, _evidence.probes().tensors("ex1")["x"]),\n'
+            ")\n"
             "### END HIDDEN TESTS"
         ), points=2),
         _readonly("ex2_text", new_markdown_cell(
@@ -105,11 +108,13 @@ def build() -> nbformat.NotebookNode:
             "out = normalise_rows(torch.ones(2, 4))\n"
             "assert tuple(out.shape) == (2, 4)\n"
             "### BEGIN HIDDEN TESTS\n"
-            "from autograder.checks import tensors_close\n"
+            "from featurelab import evidence as _evidence\n"
             "\n"
-            "probe = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))\n"
-            "expected = probe / probe.norm(dim=1, keepdim=True)\n"
-            'assert tensors_close(normalise_rows(probe), expected), "each row must be divided by its L2 norm"\n'
+            "_evidence.record(\n"
+            '    "test_ex2_normalise",\n'
+            "    visible=_evidence.attempt(normalise_rows, torch.ones(2, 4)),\n"
+            '    probe=_evidence.attempt(normalise_rows, _evidence.probes().tensors("ex2")["features"]),\n'
+            ")\n"
             "### END HIDDEN TESTS"
         ), points=3),
         _readonly("q1_text", new_markdown_cell(
@@ -143,7 +148,14 @@ def build() -> nbformat.NotebookNode:
             '"""Check the accuracy of the toy predictions."""\n'
             "assert abs(toy_accuracy - 0.75) < 1e-9\n"
             "### BEGIN HIDDEN TESTS\n"
-            'assert accuracy(torch.tensor([1, 2]), torch.tensor([1, 3])) == 0.5, "accuracy of [1, 2] vs [1, 3] is 0.5"\n'
+            "from featurelab import evidence as _evidence\n"
+            "\n"
+            "_probe = _evidence.probes().tensors(\"ex3\")\n"
+            "_evidence.record(\n"
+            '    "test_ex3_accuracy",\n'
+            "    toy_accuracy=toy_accuracy,\n"
+            '    probe=_evidence.attempt(accuracy, _probe["predictions"], _probe["targets"]),\n'
+            ")\n"
             "### END HIDDEN TESTS"
         ), points=1),
         _readonly("summary", new_markdown_cell("## Summary\n\n- Squares, norms and accuracies.")),
@@ -168,7 +180,10 @@ def build_toy2() -> nbformat.NotebookNode:
             '"""Check that cube cubes."""\n'
             "assert cube(2) == 8\n"
             "### BEGIN HIDDEN TESTS\n"
-            'assert cube(-3) == -27, "cube(-3) is -27"\n'
+            "from featurelab import evidence as _evidence\n"
+            "\n"
+            '_evidence.record("test_ex1_cube", visible=_evidence.attempt(cube, 2),\n'
+            "                 probe=_evidence.attempt(cube, -3))\n"
             "### END HIDDEN TESTS"
         ), points=1),
         _readonly("summary", new_markdown_cell("## Summary\n\n- Cubes.")),

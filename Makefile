@@ -1,6 +1,7 @@
 # Thin targets over the project's own commands. Every target sets up what it needs, once.
 #   make demo   - offline demo: fixtures, release, grade a handful of submissions (smoke profile)
 #   make test   - the whole test suite (what CI runs)
+#   make edition - the student repository in build/student-edition (README, Instructors)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,9 +13,16 @@ export PYTHONPATH := $(CURDIR)
 export MPLBACKEND ?= Agg
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test release lab fixtures bench lint clean
+.PHONY: setup sandbox-tools demo test release edition lab fixtures bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) sandbox-tools
+
+# The grading sandbox needs bubblewrap (Debian/Ubuntu package): installed when we are root.
+sandbox-tools:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else echo "note: install bubblewrap (apt-get install bubblewrap): grading refuses untrusted code without it"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,14 +30,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[course,dev]"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) sandbox-tools
 	$(PY) -m autograder demo
 
-test: $(STAMP)
+test: $(STAMP) sandbox-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 release: $(STAMP)
 	$(PY) -m autograder release
+
+# The student repository (notebooks + featurelab package, no solutions) for the course identity
+# of autograder/course.toml: a fresh git repository, one commit tagged with its ref.
+EDITION_DIR ?= build/student-edition
+edition: $(STAMP)
+	rm -rf $(EDITION_DIR)
+	$(PY) -m autograder release --student $(EDITION_DIR) --git
 
 fixtures: $(STAMP)
 	$(PY) data_scripts/make_fixtures.py

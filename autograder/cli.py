@@ -4,7 +4,7 @@
     python -m autograder release --student DIR [--git] [--force] [--allow-placeholder]
     python -m autograder grade SUBMISSIONS --out DIR [--jobs N] [--profile P] [--assignment A]
                                [--timeout-cell S] [--timeout S] [--memory-mb M] [--cache DIR]
-                               [--accept-uncalibrated]
+                               [--accept-uncalibrated] [--insecure]
     python -m autograder calibrate [--profile P] [--assignment A ...] [--margin M | metric=M ...]
     python -m autograder preflight [--assignment A ...] [--profile P] [--jobs N]
     python -m autograder demo [--out DIR] [--jobs N]
@@ -86,9 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="feature cache shared by the workers (default: OUT/.cache)")
     grade.add_argument("--no-resume", action="store_true",
                        help="regrade everything, even submissions graded by an earlier run")
-    grade.add_argument("--strict-stderr", action="store_true",
-                       help="nbgrader's rule: a test cell that writes to stderr scores 0 "
-                            "(default: stderr written by student code during a check is ignored)")
+    grade.add_argument("--insecure", action="store_true",
+                       help="run student code WITHOUT the OS sandbox (only for code you trust, "
+                            "on a machine where bubblewrap cannot run)")
     grade.add_argument("--keep-work", action="store_true",
                        help="keep the temporary course of each submission (debugging)")
     grade.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
@@ -183,7 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             profile=args.profile, jobs=args.jobs, timeout_cell=args.timeout_cell,
             timeout=args.timeout, memory_mb=args.memory_mb, cache_dir=args.cache,
             resume=not args.no_resume, keep_work=args.keep_work,
-            ignore_stderr=not args.strict_stderr, quiet=args.quiet,
+            insecure=args.insecure, quiet=args.quiet,
         )
     if args.command == "calibrate":
         from . import calibrate

@@ -74,6 +74,8 @@ ALLOWED_SHARED_LINES = {
     "with torch.no_grad():": "generic inference context",
     "with torch.random.fork_rng(devices=[]):": "generic seeding idiom",
     'return torch.device("cpu")': "generic device fallback (featurelab.device)",
+    "IMAGENET_MEAN = (0.485, 0.456, 0.406)": "published ImageNet statistics (featurelab.plots)",
+    "IMAGENET_STD = (0.229, 0.224, 0.225)": "published ImageNet statistics (featurelab.plots)",
     # REVIEW (reported with issue 10): featurelab.train.predicted_labels holds the one-line
     # answer of TP4 ex5_predict_labels; featurelab.cache.PROBE_SEED equals the seed of the
     # TP3 reference check's probes. Owners of src/featurelab and autograder/checks to decide.
@@ -106,8 +108,9 @@ def secret_lines(course_root: Path = REPO_ROOT, assignments: list[str] | None = 
     * every line of a ``BEGIN SOLUTION`` or ``BEGIN HIDDEN TESTS`` region of ``solutions/``
       (at least 8 characters, not a comment: the rule of ``release --check``), unless the
       author also wrote it outside such regions (then the student sees it anyway);
-    * every distinctive line of ``autograder/checks/*.py`` (at least 20 characters; not a
-      comment, an import, a decorator; not a line the release notebooks show).
+    * every distinctive line of the reference checks, ``<course>/autograder/checks/*.py``
+      (``<course>/checks/*.py`` for a course laid out like the toy one), at least 20
+      characters; not a comment, an import, a decorator; not a line the release notebooks show.
     """
     course_root = Path(course_root).resolve()
     secret: dict[str, str] = {}
@@ -124,12 +127,14 @@ def secret_lines(course_root: Path = REPO_ROOT, assignments: list[str] | None = 
                 secret.setdefault(line, f"hidden test {assignment}/{gid}")
     secret = {line: where for line, where in secret.items()
               if line not in public and _distinctive(line, release_mod.MIN_LEAK_LINE)}
-    checks_dir = Path(checks_dir) if checks_dir else REPO_ROOT / "autograder" / "checks"
-    for path in sorted(checks_dir.glob("*.py")):
+    if checks_dir is None:
+        candidates = [course_root / "autograder" / "checks", course_root / "checks"]
+        checks_dir = next((c for c in candidates if c.is_dir()), candidates[0])
+    for path in sorted(Path(checks_dir).glob("*.py")):
         for line in path.read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if _distinctive(line, MIN_CHECK_LINE) and line not in public:
-                secret.setdefault(line, f"reference check autograder/checks/{path.name}")
+                secret.setdefault(line, f"reference check {path.parent.name}/{path.name}")
     return secret
 
 
@@ -326,10 +331,13 @@ Practical-work notebooks (TPs) on **feature extraction with pretrained CNNs** in
 
 ## On Colab
 
-Click a notebook's badge. Its first cell installs the course package on Colab only
-(`{identity.pip_requirement}`); choose a GPU runtime (Runtime > Change runtime type) for the
-TPs that extract features from a dataset. Get a notebook's data from a cell:
-`!{DATA_COMMAND} NAME` (the name is in the table).
+Click a notebook's badge. Its first cell installs the course package, on Colab only:
+
+    {identity.pip_requirement}
+
+Choose a GPU runtime (Runtime > Change runtime type) for the TPs that extract features from a
+dataset, and get the notebook's data from a cell: `!{DATA_COMMAND} NAME` (the name is in the
+table).
 
 ## On your own machine
 
@@ -353,12 +361,13 @@ downloads a dataset, checks its checksum and extracts it, into `$FEATURELAB_DATA
 `data/` in this folder; `~/.cache/featurelab/data` when the package is installed elsewhere).
 It skips what is already there and verified. TPs without a dataset in the table need none.
 The pretrained ImageNet weights are downloaded by torchvision the first time a notebook needs
-them, into the torch hub cache (`$TORCH_HOME`).
+them, into the torch hub cache (`$TORCH_HOME`); `python -m featurelab.backbones get all`
+fetches them ahead of time (before working offline).
 
 Each notebook starts with a parameters cell: `PROFILE` (`full`, the default: the real data),
 `DATA_ROOT`, `DEVICE` (cuda > mps > cpu) and `BATCH_SIZE`. `PROFILE = "smoke"` (or
-`FEATURELAB_PROFILE=smoke`) runs a notebook on tiny generated data in seconds: a check that your
-code runs, not of its results.
+`FEATURELAB_PROFILE=smoke`) runs a notebook on tiny generated data: a quick check that your code
+runs, not of its results.
 
 ## Check your work: the visible tests
 

@@ -82,7 +82,6 @@ class Options:
     timeout_cell: int | None = None  # None: Execute.timeout of nbgrader_config.py
     timeout: float | None = DEFAULT_TIMEOUT_S
     memory_mb: float | None = DEFAULT_MEMORY_MB
-    ignore_stderr: bool = True
     insecure: bool = False  # run student code without the OS sandbox (explicit choice only)
 
 
@@ -124,23 +123,16 @@ def assignment_fingerprint(course_root: Path, assignment: str) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (the one helper of the project: :mod:`featurelab._io`)."""
+    from featurelab._io import atomic_write_text as write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write(path, text)
 
 
 def atomic_write_json(path: Path, data) -> None:
-    _atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
-
-
-atomic_write_text = _atomic_write
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,10 +163,9 @@ def course_config_text(root: Path, options: Options | None) -> str:
         ]
         if options.timeout_cell is not None:
             lines.append(f"c.Execute.timeout = {int(options.timeout_cell)}")
-        if options.ignore_stderr:
-            # A test cell is not failed because the student's code wrote a warning or a
-            # progress bar to stderr while it ran (the journal still records it).
-            lines += ["c.IgnorePattern.enabled = True", "c.IgnorePattern.pattern = r'(?s).'"]
+        # Test cells are scored from the judge's verdicts (stderr cannot fail them); stderr
+        # outputs are dropped from the autograded notebook (the journal records them).
+        lines += ["c.IgnorePattern.enabled = True", "c.IgnorePattern.pattern = r'(?s).'"]
     return "\n".join(lines) + "\n"
 
 
@@ -355,26 +346,44 @@ def failing_visible_line(output, visible_source: str) -> str | None:
     return None
 
 
+_GRADER_ERRORS = {
+    # error names the grader itself puts on a cell, with its own words (never the evalue)
+    "KernelDied": ("crashed", "this cell crashed the Python kernel (segfault, os._exit(), killed "
+                              "process...) and was not run when grading"),
+    "NoEvidence": ("failed", "this check did not run to its end (its results are missing)"),
+}
+
+
+_EXCEPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
+
+
 def _error_message(output, hidden_lines: list[str], timeout_s: int,
                    visible_source: str = "") -> tuple[str, str]:
-    """(outcome, message) for an error output of a test cell."""
+    """(outcome, message) for an error output of a test cell.
+
+    Only the judge's words (``JudgeVerdict``), the grader's own texts and lines of the release
+    are shown: an error raised by student code contributes its exception name, never its
+    message (it could carry anything, e.g. the hidden collectors' code).
+    """
+    from .judged_execute import VERDICT_ENAME
+
     ename = output.get("ename") or "Error"
-    evalue = _clean_message(output.get("evalue", ""), hidden_lines)
+    if not isinstance(ename, str) or not _EXCEPTION_NAME.match(ename):
+        ename = "Error"
     line = failing_visible_line(output, visible_source)
-    if ename == "AssertionError" and line and not evalue:
-        return "failed", f"this check failed: {line}"
+    if ename == VERDICT_ENAME:
+        return "failed", _clean_message(output.get("evalue", ""), hidden_lines) or "a check failed"
     if ename == "CellTimeoutError":
         return "timeout", f"did not finish within the {timeout_s} s per-cell limit"
-    if ename == "MemoryLimitExceeded":
-        return "memory", evalue
-    if ename == "KernelDied":
-        return "crashed", evalue
-    if ename == "AssertionError":
-        return "failed", evalue or "a check failed (AssertionError without message)"
     if ename == "KeyboardInterrupt":
         return "timeout", f"interrupted (per-cell limit of {timeout_s} s)"
-    message = f"{ename}: {evalue}" if evalue else ename
-    return "failed", message + (f" (in: {line})" if line else "")
+    if ename == "MemoryLimitExceeded":
+        return "memory", "this cell used more memory than the limit and was stopped"
+    if ename in _GRADER_ERRORS:
+        return _GRADER_ERRORS[ename]
+    if ename == "AssertionError" and line:
+        return "failed", f"this check failed: {line}"
+    return "failed", ename + (f" (in: {line})" if line else "")
 
 
 def pick_error(cell):
@@ -428,11 +437,13 @@ def _score_from_gradebook(db: Path, assignment: str, student: str) -> dict[str, 
 
 
 def build_cells(template: Template, assignment: str, grades: dict[str, dict] | None,
-                autograded_nb, journal: list[dict], timeout_s: int) -> list[CellResult]:
+                autograded_nb, journal: list[dict], timeout_s: int,
+                verdicts: dict | None = None) -> list[CellResult]:
     """Per graded cell: points, score and a message that teaches without leaking tests.
 
-    ``grades`` (from the gradebook) is None when nbgrader did not finish (wall clock): the
-    journal then says which test cells ended without error.
+    ``grades`` (from the gradebook) is None when nbgrader did not finish (wall clock, memory,
+    a crash on the last attempt): ``verdicts`` then holds the judge's verdicts on the evidence
+    the notebook left (:func:`judge_leftovers`); a cell without evidence scores 0.
     """
     release = template.release(assignment)
     hidden = template.hidden_lines[assignment]
@@ -463,11 +474,22 @@ def build_cells(template: Template, assignment: str, grades: dict[str, dict] | N
         if grades is not None:
             score = grades.get(gid, {}).get("auto_score")
             score = 0.0 if score is None else float(score)
+        elif (verdicts or {}).get(gid) is not None:  # stopped early: the judge on the evidence
+            verdict = verdicts[gid]
+            score = (points if verdict.score is None else min(points, verdict.score)) \
+                if verdict.passed else 0.0
+            outcome = "passed" if verdict.passed else "failed"
+            cells.append(CellResult(gid, heading, kind, points, score, outcome,
+                                    "passed" if verdict.passed else verdict.message))
+            continue
         elif event:
-            score = points if not event.get("error") else 0.0
+            outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
+            cells.append(CellResult(gid, heading, kind, points, 0.0, outcome,
+                                    f"did not finish ({event.get('error') or 'no result'})"))
+            continue
         else:
             cells.append(CellResult(gid, heading, kind, points, 0.0, "not_run",
-                                    "not run: grading stopped before this cell (time limit)"))
+                                    "not run: grading stopped before this cell"))
             continue
         cell = outputs_by_id.get(gid)
         error = pick_error(cell) if cell is not None else None
@@ -511,11 +533,14 @@ def code_errors(autograded_nb, hidden: list[str], timeout_s: int) -> list[dict]:
         else:
             kind = "cell"
         ename = error.get("ename") or "Error"
-        evalue = _clean_message(error.get("evalue", ""), hidden)
+        if not isinstance(ename, str) or not _EXCEPTION_NAME.match(ename):
+            ename = "Error"
         if ename == "CellTimeoutError":
             message = f"interrupted: still running after the {timeout_s} s per-cell limit"
-        else:
-            message = f"{ename}: {evalue}" if evalue else ename
+        elif ename in _GRADER_ERRORS:
+            message = _GRADER_ERRORS[ename][1]
+        else:  # the exception's name only: its message is the student code's text
+            message = ename
         found.append({"cell": where, "kind": kind, "ename": ename, "message": message})
     return found
 
@@ -596,25 +621,49 @@ def submission_key(data: bytes, submission: Submission, context: RunContext) -> 
     digest.update(json.dumps({
         "assignment": submission.assignment,
         "student": submission.student,
+        "notes": list(submission.notes),  # the extra files listed in the reasons
         "course": context.template.fingerprints,
         "options": asdict(context.options),
     }, sort_keys=True).encode())
     return digest.hexdigest()
 
 
+def _record_digest(key: str, record: dict) -> str:
+    return hashlib.sha256(json.dumps([key, record], sort_keys=True).encode()).hexdigest()
+
+
 def _finish(record: Record, context: RunContext, submission: Submission, key: str) -> Record:
-    atomic_write_json(_state_path(context.out, submission), {"key": key, "record": record.to_dict()})
+    data = record.to_dict()
+    atomic_write_json(_state_path(context.out, submission),
+                      {"key": key, "record": data, "digest": _record_digest(key, data)})
     return record
+
+
+def load_state(path: Path, key: str) -> Record | None:
+    """The saved record of a submission, if it was graded with the same ``key`` and the file
+    is intact (its digest matches); else None (it is graded again)."""
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("key") != key or saved.get("digest") != _record_digest(key, saved["record"]):
+            return None
+        return Record.from_dict(saved["record"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
 def grade_one(submission: Submission, context: RunContext) -> Record:
     """Grade one submission; never raises (except :class:`Cancelled`)."""
     started = time.monotonic()
+    if submission.problem:  # refused at intake (empty folder, zip bomb, link...): never read
+        record = _rejected(submission, submission.assignment,
+                           repair_mod.Rejected("invalid", submission.problem), context)
+        record.reasons += list(submission.notes)
+        return record
     try:
         data = submission.path.read_bytes()
     except OSError as error:
         return Record(submission.student, submission.assignment, submission.label, "invalid",
-                      [f"cannot read the file: {error}"])
+                      [f"cannot read the file: {error.strerror}", *submission.notes])
     key = submission_key(data, submission, context)
     try:
         record = _grade(submission, data, context)
@@ -626,6 +675,7 @@ def grade_one(submission: Submission, context: RunContext) -> Record:
         log = context.out / "logs" / f"{submission.student}__internal.log"
         atomic_write_text(log, traceback.format_exc())
         record.log = str(log.relative_to(context.out))
+    record.reasons += [note for note in submission.notes if note not in record.reasons]
     record.seconds = round(time.monotonic() - started, 2)
     return _finish(record, context, submission, key)
 
@@ -640,7 +690,8 @@ def _rejected(submission: Submission, assignment: str | None, rejection, context
     return record
 
 
-def _grade(submission: Submission, data: bytes, context: RunContext) -> Record:
+def _grade(submission: Submission, data: bytes, context: RunContext,
+           *, promote_cache: bool = False) -> Record:
     template = context.template
     expected = submission.assignment
     try:
@@ -655,8 +706,11 @@ def _grade(submission: Submission, data: bytes, context: RunContext) -> Record:
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=context.work_dir / "runs"))
     try:
-        return _autograde(submission, student, assignment, notebook, notes, repaired,
-                          run_dir, context)
+        record = _autograde(submission, student, assignment, notebook, notes, repaired,
+                            run_dir, context)
+        if promote_cache:
+            promote_cache_entries(run_dir / "sandbox" / "cache", context.cache_dir)
+        return record
     finally:
         if not context.keep_work:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -693,6 +747,29 @@ def _submission_env(run_dir: Path) -> dict[str, str]:
         JOURNAL_ENV: str(run_dir / "journal.jsonl"),
         JUDGE_FILE_ENV: str(run_dir / "judge.json"),
     }
+
+
+def judge_leftovers(run_dir: Path, context: RunContext, assignment: str) -> dict:
+    """The judge's verdicts on the evidence a run left when nbgrader did not finish (the
+    worker was killed): the tests that passed before a time-out or a crash keep their points.
+    Runs in the grader, outside the sandbox, with the run's probes (same secret seed)."""
+    from . import judge
+
+    evidence_dir = run_dir / "sandbox" / "evidence"
+    if not evidence_dir.is_dir():
+        return {}
+    try:
+        module = judge.judge_module(context.template.course_root, assignment)
+        probes = judge.make_probes(module, context.seed, context.options.profile)
+    except Exception:  # noqa: BLE001 - no judge, no verdicts: the cells score 0
+        return {}
+    judge_context = judge.Context(assignment, context.options.profile, context.seed)
+    verdicts = {}
+    for gid, _meta, kind in _graded_cells(context.template.release(assignment)):
+        if kind == "auto":
+            evidence = judge.load_evidence(evidence_dir, gid)
+            verdicts[gid] = judge.judge_cell(module, gid, evidence, probes, judge_context)
+    return verdicts
 
 
 def _read_metrics(run_dir: Path) -> dict[str, float]:
@@ -819,12 +896,13 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     release = context.template.release(assignment)
     auto_max = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto")
     record.max_score = auto_max
-    if status == "error" and grades is None:
+    verdicts = judge_leftovers(run_dir, context, assignment) if grades is None else None
+    if status == "error" and grades is None and not any(
+            v is not None and v.passed for v in (verdicts or {}).values()):
         record.score = 0.0
         return record
-    partial = grades is None  # wall clock: from the journal
-    record.cells = build_cells(template, assignment, grades, autograded_nb,
-                               journal if (partial or grades is not None) else [], timeout_s)
+    record.cells = build_cells(template, assignment, grades, autograded_nb, journal, timeout_s,
+                               verdicts=verdicts)
     record.code_errors = code_errors(autograded_nb, template.hidden_lines[assignment], timeout_s)
     record.score = round(sum(c.score or 0.0 for c in record.cells if c.kind == "auto"), 6)
     timeouts = [c.grade_id for c in record.cells if c.outcome == "timeout"]
@@ -857,6 +935,61 @@ class BatchResult:
     out: Path
     graded: int  # graded in this run (the rest came from OUT/.state)
     interrupted: bool = False
+    references: list[Record] = field(default_factory=list)  # the cache warm-up runs
+
+
+# --------------------------------------------------------------------------------------------
+# the shared feature cache: filled by trusted runs only
+
+
+WARM_UP_MIN_SUBMISSIONS = 3  # warm the cache for an assignment with at least this many
+
+
+def promote_cache_entries(source: Path, shared: Path) -> int:
+    """Copy the valid feature-cache entries of a *trusted* run (the reference solution) into the
+    shared cache that every sandbox reads (never a student's: that would let one student poison
+    another's features). Atomic per entry; entries already there are kept. Returns the count."""
+    from featurelab import cache
+
+    promoted = 0
+    if not source.is_dir():
+        return 0
+    shared.mkdir(parents=True, exist_ok=True)
+    for path in source.glob(f"*{cache.SUFFIX}"):
+        key = path.name[: -len(cache.SUFFIX)]
+        target = cache.entry_path(shared, key)
+        if target.exists() or path.is_symlink() or cache.load(source, key) is None:
+            continue
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
+        shutil.copyfile(path, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        promoted += 1
+    return promoted
+
+
+def warm_up(assignments: list[str], context: RunContext) -> list[Record]:
+    """Grade the reference solution of each assignment first, as a student would submit it,
+    and promote the features it extracted into the shared cache (read-only for students).
+
+    Its record is a check of the course itself: anything but full marks means the thresholds,
+    the data or the solution are off for this profile, and the run says so.
+    """
+    from . import students
+
+    records = []
+    folder = context.work_dir / "references"
+    folder.mkdir(parents=True, exist_ok=True)
+    for assignment in assignments:
+        source = course_mod.read_notebook(
+            course_mod.source_notebook(context.template.root, assignment))
+        solved = students.solved_release(source, context.template.release(assignment).notebook)
+        path = folder / f"{assignment}.ipynb"
+        nbformat.write(solved, str(path))
+        submission = Submission("reference", assignment, path, f"reference/{assignment}", "flat")
+        record = _grade(submission, path.read_bytes(), context, promote_cache=True)
+        records.append(record)
+    return records
 
 
 def _default_jobs() -> int:
@@ -876,8 +1009,12 @@ def grade_batch(
     keep_work: bool = False,
     assignments: list[str] | None = None,
     work_dir: Path | None = None,
+    warm_up_min: int = WARM_UP_MIN_SUBMISSIONS,
 ) -> BatchResult:
     """Grade ``submissions`` into ``out`` (state, logs; reports are written by the caller).
+
+    An assignment with at least ``warm_up_min`` submissions to grade first gets a trusted run
+    of its reference solution (:func:`warm_up`), which fills the shared feature cache.
 
     ``work_dir`` (default ``out/.work``) holds the template course (reused by any run with the
     same sources), the per-submission temporary courses and the kernels' IPython profile.
@@ -895,6 +1032,11 @@ def grade_batch(
     from . import jail, judge
 
     jail.require_jail(options.insecure)
+    if options.insecure:
+        import sys
+
+        print("WARNING: --insecure: student code runs WITHOUT the OS sandbox; it can read the "
+              "references and change any grade. Only for code you trust.", file=sys.stderr)
     if options.profile == "smoke":  # the sandbox sees the data read-only: build them first
         from featurelab.data import data_root, ensure_fixtures
 
@@ -912,15 +1054,22 @@ def grade_batch(
         state = _state_path(out, submission)
         if resume and state.is_file():
             try:
-                saved = json.loads(state.read_text())
                 data = submission.path.read_bytes()
-                if saved.get("key") == submission_key(data, submission, context):
-                    records[index] = Record.from_dict(saved["record"])
+                saved = load_state(state, submission_key(data, submission, context))
+                if saved is not None:
+                    records[index] = saved
                     continue
-            except (OSError, ValueError, TypeError, KeyError):
+            except OSError:
                 pass
         todo.append(index)
 
+    counts: dict[str, int] = {}
+    for index in todo:
+        if submissions[index].assignment:
+            counts[submissions[index].assignment] = counts.get(submissions[index].assignment, 0) + 1
+    to_warm = sorted(a for a, n in counts.items()
+                     if n >= warm_up_min and a in context.template.releases)
+    references = warm_up(to_warm, context) if to_warm else []
     bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
     interrupted = False
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
@@ -945,7 +1094,7 @@ def grade_batch(
         bar.close()
     ordered = [records[i] for i in sorted(records)]
     return BatchResult(ordered, out, graded=len([i for i in todo if i in records]),
-                       interrupted=interrupted)
+                       interrupted=interrupted, references=references)
 
 
 def grade(
@@ -963,7 +1112,6 @@ def grade(
     progress: bool = True,
     resume: bool = True,
     keep_work: bool = False,
-    ignore_stderr: bool = True,
     insecure: bool = False,
     work_dir: Path | None = None,
 ) -> BatchResult:
@@ -983,7 +1131,7 @@ def grade(
     batch = collect(Path(submissions), assignments=known, assignment=assignment,
                     unpack_dir=out / ".work" / "unpacked")
     options = Options(profile=profile, timeout_cell=timeout_cell, timeout=timeout,
-                      memory_mb=memory_mb, ignore_stderr=ignore_stderr,
+                      memory_mb=memory_mb,
                       insecure=insecure)
     result = grade_batch(batch, out=out, course_root=course_root, options=options, jobs=jobs,
                          cache_dir=cache_dir, progress=progress, resume=resume,
@@ -999,6 +1147,12 @@ def main(submissions: Path, *, out: Path, quiet: bool = False, **kwargs) -> int:
     from . import report
 
     result = grade(submissions, out=out, progress=not quiet, **kwargs)
+    for reference in result.references:
+        full = reference.status in ("ok", "repaired") and reference.score >= reference.max_score
+        print(f"reference solution of {reference.assignment} (cache warm-up): "
+              f"{reference.score:g}/{reference.max_score:g}"
+              + ("" if full else " -- NOT full marks: check the thresholds (calibrate), the "
+                                 "data and the weights of this profile"), file=sys.stderr)
     course_root = Path(kwargs.get("course_root", REPO_ROOT))
     work = Path(kwargs.get("work_dir") or Path(out).resolve() / ".work")
     templates = sorted(work.glob("template-*/complete"), key=lambda p: p.stat().st_mtime)

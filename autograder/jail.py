@@ -66,10 +66,23 @@ def unavailable_reason() -> str | None:
     """None when bubblewrap works here, else why not (checked once by running ``true``)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
-        return ("bubblewrap (bwrap) is not installed: `sudo apt-get install bubblewrap` "
-                "(Debian/Ubuntu; `make setup` does it when run as root)")
-    probe = [bwrap, "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--proc", "/proc",
-             "--dev", "/dev", "true"]
+        return (
+            "bubblewrap (bwrap) is not installed: `sudo apt-get install bubblewrap` "
+            "(Debian/Ubuntu; `make setup` does it when run as root)"
+        )
+    probe = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--unshare-pid",
+        "--unshare-net",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "true",
+    ]
     if os.geteuid() != 0:
         probe.insert(1, "--unshare-user")
     try:
@@ -77,8 +90,10 @@ def unavailable_reason() -> str | None:
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"bubblewrap could not start: {error}"
     if done.returncode != 0:
-        return (f"bubblewrap cannot create namespaces here ({done.stderr.strip()[:200]}); "
-                "enable unprivileged user namespaces or run the grader as root")
+        return (
+            f"bubblewrap cannot create namespaces here ({done.stderr.strip()[:200]}); "
+            "enable unprivileged user namespaces or run the grader as root"
+        )
     return None
 
 
@@ -97,8 +112,11 @@ def python_binds() -> list[tuple[str, str]]:
     and the ``featurelab`` package (an editable install points outside site-packages)."""
     import featurelab
 
-    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
-             Path(featurelab.__file__).resolve().parent}
+    paths = {
+        Path(sys.base_prefix).resolve(),
+        Path(sys.prefix).resolve(),
+        Path(featurelab.__file__).resolve().parent,
+    }
     # the interpreter a venv's bin/python links to may live outside base_prefix
     paths.add(Path(os.path.realpath(sys.executable)).parent.parent)
     binds = []
@@ -133,8 +151,15 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
     args = [bwrap]
     if os.geteuid() != 0:
         args.append("--unshare-user")
-    args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-             "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    args += [
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+    ]
     args += _system_binds()
     binds = [*spec.ro_binds, (str(RUNNER_DIR), SANDBOX_RUNNER)]
     made = {"/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin", "/lib32", "/tmp", "/proc", "/dev"}
@@ -146,15 +171,34 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
     for host, inside in binds:
         if Path(host).exists():
             args += ["--ro-bind", host, inside]
-    args += ["--bind", str(spec.scratch), SCRATCH, "--proc", "/proc", "--dev", "/dev",
-             "--tmpfs", "/tmp", "--chdir", SCRATCH, "--clearenv"]
+    args += [
+        "--bind",
+        str(spec.scratch),
+        SCRATCH,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "--chdir",
+        SCRATCH,
+        "--clearenv",
+    ]
     for key, value in sorted(spec.env.items()):
         args += ["--setenv", key, value]
     args.append("--")
     uid = spec.uid
     if uid is not None:
-        args += [shutil.which("setpriv") or "setpriv", f"--reuid={uid}", f"--regid={uid}",
-                 "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
+        args += [
+            shutil.which("setpriv") or "setpriv",
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+            "--no-new-privs",
+        ]
     return args + list(argv)
 
 
@@ -162,7 +206,7 @@ def prepare_scratch(spec: JailSpec) -> None:
     """Create the scratch folder, owned by the sandbox's user (when it has one of its own)."""
     spec.scratch.mkdir(parents=True, exist_ok=True)
     if spec.uid is not None:
-        for root, dirs, files in os.walk(spec.scratch):
+        for root, _dirs, files in os.walk(spec.scratch):
             os.chown(root, spec.uid, spec.uid)
             for name in files:
                 os.chown(os.path.join(root, name), spec.uid, spec.uid)

@@ -80,7 +80,10 @@ class ProbeSet:
                 np.savez(stream, **self.arrays)
         for name, data in self.files.items():
             path = folder / name
-            if path.resolve().parent != folder.resolve() and folder.resolve() not in path.resolve().parents:
+            if (
+                path.resolve().parent != folder.resolve()
+                and folder.resolve() not in path.resolve().parents
+            ):
                 raise ValueError(f"probe file outside the probes folder: {name}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
@@ -105,8 +108,11 @@ def _decode(value, arrays: dict[str, np.ndarray]):
                 return Unsupported("missing array")
             return array
         if set(value) == {"__float__"}:
-            return float(value["__float__"]) if value["__float__"] in ("nan", "inf", "-inf") \
+            return (
+                float(value["__float__"])
+                if value["__float__"] in ("nan", "inf", "-inf")
                 else Unsupported("float")
+            )
         if set(value) == {"__unsupported__"}:
             return Unsupported(str(value["__unsupported__"])[:60])
         return {str(k): _decode(v, arrays) for k, v in value.items()}
@@ -200,13 +206,16 @@ def as_array(value, what: str, *, shape: tuple | None = None) -> np.ndarray:
     return value
 
 
-def close(actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+def close(
+    actual: np.ndarray, expected: np.ndarray, *, rtol: float = 1e-4, atol: float = 1e-5
+) -> bool:
     """Same shape and ``allclose`` in float64 (NaN never equals)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         return False
-    return bool(np.allclose(actual.astype(np.float64), expected.astype(np.float64),
-                            rtol=rtol, atol=atol))
+    return bool(
+        np.allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
+    )
 
 
 def relative_error(actual, expected) -> float:
@@ -280,8 +289,10 @@ class Context:
 def checks_module(course_root: Path, assignment: str) -> ModuleType:
     """The judge module of ``assignment``: ``<course>/checks/<assignment>.py`` if it exists,
     else ``autograder/checks/<assignment>.py``."""
-    candidates = [Path(course_root) / "checks" / f"{assignment}.py",
-                  Path(__file__).resolve().parent / "checks" / f"{assignment}.py"]
+    candidates = [
+        Path(course_root) / "checks" / f"{assignment}.py",
+        Path(__file__).resolve().parent / "checks" / f"{assignment}.py",
+    ]
     for path in candidates:
         if path.is_file():
             name = f"_featurelab_judge_{assignment}_{abs(hash(str(path)))}"
@@ -312,8 +323,9 @@ def run_seed() -> int:
     return random.SystemRandom().randrange(1, 2**31)
 
 
-def judge_cell(module: ModuleType, grade_id: str, evidence: Evidence | None, probes: ProbeSet,
-               context: Context) -> Verdict | None:
+def judge_cell(
+    module: ModuleType, grade_id: str, evidence: Evidence | None, probes: ProbeSet, context: Context
+) -> Verdict | None:
     """The verdict on one test cell; None when there is no evidence (the cell did not finish)."""
     judges = getattr(module, "JUDGES", {})
     judge = judges.get(grade_id)
@@ -327,8 +339,9 @@ def judge_cell(module: ModuleType, grade_id: str, evidence: Evidence | None, pro
         return Verdict(False, str(failure)[:500] or "a check failed")
     except Exception:  # noqa: BLE001 - malformed evidence (or a judge bug: logged)
         log.warning("judge %s raised:\n%s", grade_id, traceback.format_exc())
-        return Verdict(False, "the results of this cell could not be checked (unexpected "
-                              "types or shapes)")
+        return Verdict(
+            False, "the results of this cell could not be checked (unexpected types or shapes)"
+        )
     if isinstance(outcome, (int, float)) and not isinstance(outcome, bool):
         return Verdict(True, "partial credit", score=float(outcome))
     return Verdict(True)

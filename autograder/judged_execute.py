@@ -49,6 +49,7 @@ JAIL_ENV = "FEATURELAB_JAIL"
 JUDGE_FILE_ENV = "FEATURELAB_JUDGE_FILE"
 MAX_NOTEBOOK_BYTES = 256 * 2**20
 MAX_JOURNAL_BYTES = 16 * 2**20
+VERDICT_ENAME = "JudgeVerdict"  # the error name of a failure the judge wrote (nothing else)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 _JUDGE_CACHE: dict = {}  # reference models etc., kept for the worker's lifetime
 
@@ -107,9 +108,18 @@ def _sandbox_env(settings: dict, paths: dict[str, str]) -> dict[str, str]:
 def _write_kernelspec(scratch: Path) -> None:
     folder = scratch / "jupyter" / "data" / "kernels" / "python3"
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
-                     "--HistoryManager.enabled=False"],
-            "display_name": "Python 3 (grading sandbox)", "language": "python"}
+    spec = {
+        "argv": [
+            sys.executable,
+            "-m",
+            "ipykernel_launcher",
+            "-f",
+            "{connection_file}",
+            "--HistoryManager.enabled=False",
+        ],
+        "display_name": "Python 3 (grading sandbox)",
+        "language": "python",
+    }
     (folder / "kernel.json").write_text(json.dumps(spec))
 
 
@@ -128,10 +138,13 @@ def _valid_event(data) -> dict | None:
         seconds = data.get("seconds")
         event["seconds"] = float(seconds) if isinstance(seconds, (int, float)) else 0.0
         error = data.get("error")
-        event["error"] = error if isinstance(error, str) and _IDENTIFIER.match(error) else (
-            "Error" if error else None)
+        event["error"] = (
+            error
+            if isinstance(error, str) and _IDENTIFIER.match(error)
+            else ("Error" if error else None)
+        )
         event["skipped"] = bool(data.get("skipped"))
-        event["stderr"] = False
+        event["stderr"] = data.get("stderr") is True
     if data["event"] == "done":
         error = data.get("error")
         event["error"] = str(error)[:300] if error else None
@@ -149,8 +162,15 @@ class JudgedExecute(Execute):
         scratch = run_dir / "sandbox"
         if scratch.exists():
             shutil.rmtree(scratch)
-        for sub in ("home", "evidence", "cache", "work", "ipython", "jupyter/runtime",
-                    "jupyter/config"):
+        for sub in (
+            "home",
+            "evidence",
+            "cache",
+            "work",
+            "ipython",
+            "jupyter/runtime",
+            "jupyter/config",
+        ):
             (scratch / sub).mkdir(parents=True, exist_ok=True)
         _write_kernelspec(scratch)
         source_dir = Path((resources.get("metadata") or {}).get("path") or ".")
@@ -166,16 +186,25 @@ class JudgedExecute(Execute):
         probes = judge_mod.make_probes(module, seed, profile)
         probes.write(scratch / "probes")
         skip = json.loads(os.environ.get(SKIP_ENV) or "{}")
-        (scratch / "runner.json").write_text(json.dumps({
-            "timeout": int(self.timeout or 600),
-            "interrupt_on_timeout": bool(self.interrupt_on_timeout),
-            "skip": skip,
-        }))
+        (scratch / "runner.json").write_text(
+            json.dumps(
+                {
+                    "timeout": int(self.timeout or 600),
+                    "interrupt_on_timeout": bool(self.interrupt_on_timeout),
+                    "skip": skip,
+                }
+            )
+        )
         spec = jail.JailSpec(
             scratch=scratch,
-            ro_binds=tuple(jail.python_binds()) + tuple(
-                (settings[key], mount) for key, mount in
-                (("data", "/data"), ("shared_cache", "/cache"), ("torch_home", "/weights"))
+            ro_binds=tuple(jail.python_binds())
+            + tuple(
+                (settings[key], mount)
+                for key, mount in (
+                    ("data", "/data"),
+                    ("shared_cache", "/cache"),
+                    ("torch_home", "/weights"),
+                )
                 if settings.get(key)
             ),
             slot=int(settings.get("slot") or 1),
@@ -200,17 +229,31 @@ class JudgedExecute(Execute):
     def _run(self, spec: jail.JailSpec, paths: dict[str, str], notebook_name: str):
         journal_r, journal_w = os.pipe()
         result_r, result_w = os.pipe()
-        argv = [sys.executable, f"{paths['runner']}/run_notebook.py",
-                f"{paths['scratch']}/work/{notebook_name}", f"{paths['scratch']}/runner.json",
-                str(journal_w), str(result_w)]
+        argv = [
+            sys.executable,
+            f"{paths['runner']}/run_notebook.py",
+            f"{paths['scratch']}/work/{notebook_name}",
+            f"{paths['scratch']}/runner.json",
+            str(journal_w),
+            str(result_w),
+        ]
         env = spec.env if not spec.insecure else {**spec.env, "PATH": spec.env["PATH"]}
+        # What the sandbox prints (the runner, the kernel, student code) goes to a log of its
+        # own, never into the grader's log: nothing it writes can become a reason or a message.
+        sandbox_log = open(spec.scratch.parent / "sandbox.log", "ab")
         try:
             process = subprocess.Popen(
-                jail.command(spec, argv), env=env if spec.insecure else None,
-                cwd=spec.scratch, stdin=subprocess.DEVNULL, pass_fds=(journal_w, result_w),
+                jail.command(spec, argv),
+                env=env if spec.insecure else None,
+                cwd=spec.scratch,
+                stdin=subprocess.DEVNULL,
+                stdout=sandbox_log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(journal_w, result_w),
                 preexec_fn=jail.preexec(spec),
             )
         finally:
+            sandbox_log.close()
             os.close(journal_w)
             os.close(result_w)
         done: dict = {}
@@ -247,8 +290,10 @@ class JudgedExecute(Execute):
                     if total <= MAX_NOTEBOOK_BYTES:
                         chunks.append(block)
 
-        threads = [threading.Thread(target=read_journal, daemon=True),
-                   threading.Thread(target=read_result, daemon=True)]
+        threads = [
+            threading.Thread(target=read_journal, daemon=True),
+            threading.Thread(target=read_result, daemon=True),
+        ]
         for thread in threads:
             thread.start()
         process.wait()
@@ -274,8 +319,9 @@ class JudgedExecute(Execute):
             if index < len(cells):
                 other = cells[index]
                 if other.get("cell_type") == "code" and other.get("source") == cell.source:
-                    cell.outputs = [NotebookNode(o) for o in other.get("outputs", [])
-                                    if isinstance(o, dict)]
+                    cell.outputs = [
+                        NotebookNode(o) for o in other.get("outputs", []) if isinstance(o, dict)
+                    ]
                     count = other.get("execution_count")
                     cell.execution_count = count if isinstance(count, int) else None
 
@@ -290,25 +336,48 @@ class JudgedExecute(Execute):
             verdict = judge_mod.judge_cell(module, grade_id, evidence, probes, context)
             if verdict is None:
                 errors = [o for o in cell.outputs if o.get("output_type") == "error"]
-                cell.outputs = [_error_output(e.get("ename"), e.get("evalue", ""),
-                                              e.get("traceback", [])) for e in errors[:3]]
+                cell.outputs = [
+                    _error_output(
+                        "Error" if e.get("ename") == VERDICT_ENAME else e.get("ename"),
+                        e.get("evalue", ""),
+                        e.get("traceback", []),
+                    )
+                    for e in errors[:3]
+                ]
                 if not cell.outputs:
-                    cell.outputs = [_error_output(
-                        "NoEvidence", "this check did not run to its end (its results are "
-                        "missing)", [])]
+                    cell.outputs = [
+                        _error_output(
+                            "NoEvidence",
+                            "this check did not run to its end (its results are missing)",
+                            [],
+                        )
+                    ]
             elif verdict.passed and verdict.score is None:
                 cell.outputs = []
             elif verdict.passed:
-                cell.outputs = [NotebookNode(output_type="execute_result", execution_count=None,
-                                             metadata={}, data={"text/plain": f"{verdict.score}"})]
+                cell.outputs = [
+                    NotebookNode(
+                        output_type="execute_result",
+                        execution_count=None,
+                        metadata={},
+                        data={"text/plain": f"{verdict.score}"},
+                    )
+                ]
             else:
-                cell.outputs = [_error_output("AssertionError", verdict.message,
-                                              [f"AssertionError: {verdict.message}"])]
+                cell.outputs = [
+                    _error_output(
+                        VERDICT_ENAME, verdict.message, [f"{VERDICT_ENAME}: {verdict.message}"]
+                    )
+                ]
 
 
 def _error_output(ename, evalue, traceback) -> NotebookNode:
     ename = ename if isinstance(ename, str) and _IDENTIFIER.match(ename) else "Error"
     evalue = evalue if isinstance(evalue, str) else ""
     traceback = [str(line)[:2000] for line in traceback[:40]] if isinstance(traceback, list) else []
-    return NotebookNode(output_type="error", ename=ename, evalue=evalue[:2000],
-                        traceback=traceback or [f"{ename}: {evalue[:2000]}"])
+    return NotebookNode(
+        output_type="error",
+        ename=ename,
+        evalue=evalue[:2000],
+        traceback=traceback or [f"{ename}: {evalue[:2000]}"],
+    )

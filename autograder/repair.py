@@ -117,7 +117,12 @@ class Release:
 
 
 def load_submission(data: bytes) -> NotebookNode:
-    """Parse the bytes of a submitted file into a v4 notebook, or raise :class:`Rejected`."""
+    """Parse the bytes of a submitted file into a v4 notebook, or raise :class:`Rejected`.
+
+    Whatever the bytes (truncated, not JSON, JSON nested thousands deep, a 10,000-digit
+    number, fields of the wrong type), the outcome is a notebook or a ``Rejected("invalid",
+    reason)`` that says what is wrong: never another exception (a grader error).
+    """
     if not data.strip():
         raise Rejected("invalid", "empty file: nothing to grade (was the notebook saved?)")
     try:
@@ -132,16 +137,34 @@ def load_submission(data: bytes) -> NotebookNode:
             f"not a notebook: invalid JSON at line {error.lineno} column {error.colno} "
             f"({error.msg}); the file is damaged or was not saved as .ipynb",
         ) from None
+    except RecursionError:
+        raise Rejected("invalid", "not a notebook: the JSON is nested too deeply to be a "
+                                  "notebook") from None
+    except ValueError as error:  # e.g. an integer with more digits than Python reads
+        raise Rejected("invalid", f"not a notebook: unreadable JSON ({error})") from None
     if not isinstance(raw, dict) or not (
         isinstance(raw.get("cells"), list) or isinstance(raw.get("worksheets"), list)
     ):
         raise Rejected("invalid", "not a notebook: valid JSON but no list of cells")
-    if raw.get("nbformat", 4) < 4:
+    version = raw.get("nbformat", 4)
+    if isinstance(version, bool) or not isinstance(version, (int, float)):
+        if isinstance(raw.get("cells"), list):
+            version = 4  # a v4 layout with a damaged version field: read it as v4
+        else:
+            raise Rejected("invalid", f"not a notebook: its format version {version!r} is not "
+                                      "a number")
+    if version < 4:
         try:
             raw = json.loads(nbformat.writes(nbformat.reads(text, as_version=4)))
         except Exception as error:  # noqa: BLE001 - any conversion failure is a reason
             raise Rejected("invalid", f"old notebook format that cannot be read ({error})") from None
-    return _coerce_v4(raw)
+    try:
+        return _coerce_v4(raw)
+    except Exception as error:  # noqa: BLE001 - a malformed field is the file's problem
+        raise Rejected(
+            "invalid", f"not a notebook: malformed content ({type(error).__name__}: "
+                       f"{str(error)[:200]})",
+        ) from None
 
 
 def _coerce_v4(raw: dict) -> NotebookNode:

@@ -1,10 +1,18 @@
 """Reports of a grading run: ``grades.csv``, feedback pages, Gradescope ``results.json``.
 
 ``OUT/grades.csv`` (written atomically): ``student, assignment, score, max_score, status,
-reason``, then one column per graded cell (its grade id; ``<assignment>:<grade id>`` when the
+reason, source``, then one column per graded cell (its grade id; ``<assignment>:<grade id>`` when the
 run holds several assignments). ``score``/``max_score`` are the *automatic* points; a manually
 graded answer's column is empty until graded by hand (0 when left unanswered), and the reason
-says how many points are still to be graded by hand.
+says how many points are still to be graded by hand. ``source`` is the file (or folder) as given,
+relative to the input (what is not printable escaped, see :mod:`autograder.submissions`): it maps
+each ``student`` id back to the original name; a value that a spreadsheet would run as a
+formula (``=``, ``+``, ``-``, ``@`` first) is prefixed with ``'``.
+
+Paths are short and file-system safe whatever the names: ``feedback/<student>/<assignment>.html``
+and ``results/<student>.json`` use :func:`autograder.submissions.report_name` (a long or unsafe
+name is cut and given a hash suffix); names that would clash (on a case-insensitive file system
+too) get a hash suffix of their own.
 
 ``status``: ``ok``; ``repaired`` (graded after repairs the reason lists); ``limited`` (a cell hit
 the per-cell time or the memory limit); ``crashed`` (a cell crashed the kernel and was skipped);
@@ -21,11 +29,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from .feedback import render
+from .submissions import digest, display_name, printable, report_name
 
-FIXED_COLUMNS = ["student", "assignment", "score", "max_score", "status", "reason"]
+FIXED_COLUMNS = ["student", "assignment", "score", "max_score", "status", "reason", "source"]
 
 
 def _number(value: float | None) -> str:
@@ -46,6 +56,15 @@ def cell_columns(records) -> tuple[list[str], bool]:
     return list(dict.fromkeys(columns)), prefixed
 
 
+def _cell(text) -> str:
+    return printable(str(text))
+
+
+def _source(label: str) -> str:
+    text = printable(label)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
 def grades_csv(records) -> str:
     columns, prefixed = cell_columns(records)
     buffer = io.StringIO()
@@ -56,8 +75,9 @@ def grades_csv(records) -> str:
             (f"{record.assignment}:{c.grade_id}" if prefixed else c.grade_id): c
             for c in record.cells
         }
-        row = [record.student, record.assignment or "", _number(record.score),
-               _number(record.max_score), record.status, record.reason]
+        row = [_cell(record.student), _cell(record.assignment or ""), _number(record.score),
+               _number(record.max_score), record.status, _cell(record.reason),
+               _source(record.label)]
         row += [_number(by_column[c].score) if c in by_column else "" for c in columns]
         writer.writerow(row)
     return buffer.getvalue()
@@ -107,9 +127,50 @@ def gradescope_results(records) -> dict:
     }
 
 
-def feedback_path(out: Path, record) -> Path:
-    name = record.assignment or Path(record.label).stem
-    return Path(out) / "feedback" / record.student / f"{name}.html"
+def _student_dir(record) -> str:
+    return report_name(record.student)
+
+
+def _page_name(record) -> str:
+    return report_name(record.assignment or Path(printable(record.label)).stem or "notebook")
+
+
+def feedback_path(out: Path, record, records=None) -> Path:
+    """Where ``record``'s feedback page is (``records``: the whole run, to resolve clashes)."""
+    if records is not None:
+        return _report_paths(Path(out), records)[0][id(record)]
+    return Path(out) / "feedback" / _student_dir(record) / f"{_page_name(record)}.html"
+
+
+def _report_paths(out: Path, records) -> tuple[dict[int, Path], dict[str, Path]]:
+    """Feedback page per record (by ``id``) and results file per student: never two alike."""
+    folders: dict[str, str] = {}  # student -> folder name
+    taken: dict[str, str] = {}  # casefolded folder name -> student
+    for student in sorted({r.student for r in records}):
+        name, tries = report_name(student), 0
+        while taken.get(name.casefold(), student) != student:
+            tries += 1
+            name = report_name(f"{report_name(student)[:40]}-{digest(f'{student}#{tries}')}")
+        taken[name.casefold()] = student
+        folders[student] = name
+    pages: dict[int, Path] = {}
+    used: set[str] = set()
+    for record in sorted(records, key=lambda r: (r.student, r.assignment or "", r.label)):
+        name = plain = _page_name(record)
+        key, tries = f"{folders[record.student]}/{name}".casefold(), 0
+        while key in used:
+            tries += 1
+            name = report_name(f"{plain[:40]}-{digest(f'{record.label}#{tries}')}")
+            key = f"{folders[record.student]}/{name}".casefold()
+        used.add(key)
+        pages[id(record)] = out / "feedback" / folders[record.student] / f"{name}.html"
+    results = {student: out / "results" / f"{name}.json" for student, name in folders.items()}
+    return pages, results
+
+
+def _safe_text(text: str) -> str:
+    """Text that can be written as UTF-8 whatever it holds (a lone surrogate is escaped)."""
+    return re.sub("[\ud800-\udfff]", lambda match: display_name(match.group()), text)
 
 
 def write_reports(records, out: Path, *, course_root: Path | None = None) -> dict[str, Path]:
@@ -119,24 +180,32 @@ def write_reports(records, out: Path, *, course_root: Path | None = None) -> dic
     out = Path(out)
     written = {"grades": out / "grades.csv"}
     atomic_write_text(out / "grades.csv", grades_csv(records))
+    pages, results = _report_paths(out, records)
     for record in records:
-        atomic_write_text(feedback_path(out, record), render(record))
+        atomic_write_text(pages[id(record)], _safe_text(render(record)))
     by_student: dict[str, list] = {}
     for record in records:
         by_student.setdefault(record.student, []).append(record)
     for student, own in by_student.items():
-        atomic_write_json(out / "results" / f"{student}.json", gradescope_results(own))
+        atomic_write_json(results[student], gradescope_results(own))
     written["feedback"] = out / "feedback"
     written["results"] = out / "results"
     return written
+
+
+def results_path(out: Path, student: str, records=None) -> Path:
+    """Where ``student``'s Gradescope results are (``records``: the run, to resolve clashes)."""
+    if records is not None:
+        return _report_paths(Path(out), records)[1][student]
+    return Path(out) / "results" / f"{report_name(student)}.json"
 
 
 def format_table(records) -> str:
     """The gradebook as a plain-text table (what ``grade`` and ``demo`` print)."""
     header = ["student", "assignment", "score", "status", "reason"]
     rows = [
-        [r.student, r.assignment or "-", f"{r.score:g}/{r.max_score:g}", r.status,
-         (r.reason[:90] + "…") if len(r.reason) > 91 else r.reason]
+        [printable(r.student), printable(r.assignment or "-"), f"{r.score:g}/{r.max_score:g}",
+         r.status, printable((r.reason[:90] + "…") if len(r.reason) > 91 else r.reason)]
         for r in sorted(records, key=lambda r: (r.assignment or "", r.student))
     ]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]

@@ -110,8 +110,9 @@ def test_every_submission_has_feedback_and_results(batch):
 def test_grades_csv(batch):
     with open(batch.out / "grades.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0])[:6] == ["student", "assignment", "score", "max_score", "status", "reason"]
-    assert list(rows[0])[6:] == ["test_ex1_square", "test_ex2_normalise", "q1_why_normalise",
+    assert list(rows[0])[:7] == ["student", "assignment", "score", "max_score", "status", "reason",
+                                 "source"]
+    assert list(rows[0])[7:] == ["test_ex1_square", "test_ex2_normalise", "q1_why_normalise",
                                  "test_ex3_accuracy"]
     by_student = {row["student"]: row for row in rows}
     assert set(by_student) == set(EXPECTED)

@@ -79,22 +79,31 @@ def test_collect_flat_lms_names(tmp_path):
     _write_nb(tmp_path / "toy2_bob.ipynb")
     _write_nb(tmp_path / "carol.ipynb")
     _write_nb(tmp_path / "carol (1).ipynb")
-    found = {(s.student, s.assignment) for s in submissions.collect(tmp_path, assignments=["toy", "toy2"])}
-    assert found == {
-        ("Alice_Smith_1234_assignsubmission_file", "toy"),
-        ("bob", "toy2"),
-        ("carol", None),
-        ("carol_1", None),
-    }
+    found = [(s.student, s.assignment, s.label)
+             for s in submissions.collect(tmp_path, assignments=["toy", "toy2"])]
+    # a name that had to be changed (the space) gets a stable hash suffix; the label maps it back;
+    # "carol (1)" is a browser's copy of carol's file: the same student, both graded
+    alice = submissions.student_id("Alice Smith_1234_assignsubmission_file")
+    assert alice.startswith("Alice_Smith_1234_assignsubmission_file-")
+    assert found == [
+        (alice, "toy", "Alice Smith_1234_assignsubmission_file_toy.ipynb"),
+        ("carol", None, "carol (1).ipynb"),
+        ("carol", None, "carol.ipynb"),
+        ("bob", "toy2", "toy2_bob.ipynb"),
+    ]
     forced = submissions.collect(tmp_path, assignments=["toy", "toy2"], assignment="toy")
     assert {s.assignment for s in forced} == {"toy"}
 
 
-def test_collect_keeps_two_files_of_one_student_apart(tmp_path):
-    _write_nb(tmp_path / "a" / "dan_toy.ipynb")
+def test_collect_grades_one_of_two_files_of_one_student(tmp_path):
+    # formerly "dan" and "dan-2" (which could be another student's id): now one student, the
+    # newest file graded, the other listed in the reasons
+    os.utime(_write_nb(tmp_path / "a" / "dan_toy.ipynb"), (1_000_000, 1_000_000))
     _write_nb(tmp_path / "b" / "dan_toy.ipynb")
-    found = submissions.collect(tmp_path, assignments=["toy"])
-    assert sorted(s.student for s in found) == ["dan", "dan-2"]
+    [found] = submissions.collect(tmp_path, assignments=["toy"])
+    assert (found.student, found.label) == ("dan", "b/dan_toy.ipynb")
+    assert found.notes == ("2 notebooks for toy: graded b/dan_toy.ipynb (the newest)",
+                           "extra file not graded: a/dan_toy.ipynb (an older copy)")
 
 
 def test_collect_zip_is_safe(tmp_path):
@@ -105,9 +114,11 @@ def test_collect_zip_is_safe(tmp_path):
         bundle.writestr("folder/erin_toy.ipynb", "{}")
         bundle.writestr("notes.txt", "not a notebook")
     found = submissions.collect(archive, assignments=["toy"], unpack_dir=tmp_path / "unpacked")
-    assert sorted(s.student for s in found) == ["erin", "evil"]
-    assert all((tmp_path / "unpacked") in s.path.parents for s in found)
+    assert [(s.student, s.problem is None) for s in found] == [("evil", False), ("erin", True)]
+    assert "unsafe path" in found[0].problem  # refused, with a reason, not extracted
+    assert (tmp_path / "unpacked") in found[1].path.parents
     assert not (tmp_path.parent / "evil_toy.ipynb").exists()
+    assert [p.name for p in (tmp_path / "unpacked").iterdir()] == [found[1].path.name]
 
 
 def test_collect_errors_are_clear(tmp_path):
@@ -308,11 +319,12 @@ def test_leaks_are_found(toy):
 def test_hidden_test_lines_are_secret(toy):
     source, release_info = toy
     leaky = nbformat.reads(nbformat.writes(release_info.notebook), as_version=4)
-    leaky.cells[0].source += '\nassert tensors_close(normalise_rows(probe), expected), "each row'
+    leaky.cells[0].source += '\n    probe=_evidence.attempt(normalise_rows, _evidence'
     leaks = release.find_leaks(source, leaky)
     assert leaks == [] or all("title" in leak for leak in leaks)  # partial line: not a leak
-    leaky.cells[0].source += '\nexpected = probe / probe.norm(dim=1, keepdim=True)'
-    assert any("reveals 'expected = probe" in leak for leak in release.find_leaks(source, leaky))
+    leaky.cells[0].source += (
+        '\n    probe=_evidence.attempt(normalise_rows, _evidence.probes().tensors("ex2")["features"]),')
+    assert any("reveals 'probe=_evidence" in leak for leak in release.find_leaks(source, leaky))
 
 
 # ---------------------------------------------------------------------------- simulated students
@@ -349,11 +361,12 @@ def _record(**changes):
 
 def test_grades_csv_columns_and_values():
     rows = report.grades_csv([_record(), _record(student="bob", score=0.0, status="invalid",
-                                                 cells=[], reasons=["empty file"])]).splitlines()
-    assert rows[0] == ("student,assignment,score,max_score,status,reason,test_ex1_square,"
+                                                 cells=[], reasons=["empty file"],
+                                                 label="bob_toy.ipynb")]).splitlines()
+    assert rows[0] == ("student,assignment,score,max_score,status,reason,source,test_ex1_square,"
                        "test_ex2_normalise,q1_why_normalise")
-    assert rows[1] == "alice,toy,2,5,ok,+1 point(s) to grade by hand,2,0,"
-    assert rows[2] == "bob,toy,0,5,invalid,empty file,,,"
+    assert rows[1] == "alice,toy,2,5,ok,+1 point(s) to grade by hand,alice_toy.ipynb,2,0,"
+    assert rows[2] == "bob,toy,0,5,invalid,empty file,bob_toy.ipynb,,,"
 
 
 def test_grades_csv_prefixes_cells_of_several_assignments():
@@ -400,8 +413,13 @@ def test_failing_line_is_shown_only_when_visible():
     assert grading.failing_visible_line(output, "x = 1") is None  # a hidden line: never shown
     assert grading._error_message(output, [], 30, visible) == (
         "failed", "this check failed: assert normalise_rows(v).sum() == 2")
-    assert grading._error_message(output, [], 30, "x = 1") == (
-        "failed", "a check failed (AssertionError without message)")
+    # not a visible line: the exception's name only (its message is student code's text)
+    assert grading._error_message(output, [], 30, "x = 1") == ("failed", "AssertionError")
+    judged = {"ename": "JudgeVerdict", "evalue": "count frozen parameters too", "traceback": []}
+    assert grading._error_message(judged, [], 30, visible) == (
+        "failed", "count frozen parameters too")
+    forged = {"ename": "AssertionError", "evalue": "secret from a hidden cell", "traceback": []}
+    assert "secret" not in grading._error_message(forged, [], 30, visible)[1]
 
 
 def test_running_cell_from_the_journal():

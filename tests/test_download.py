@@ -292,6 +292,7 @@ def test_ensure_checks_free_space_before_downloading(fixture_scene15, monkeypatc
     target.parent.mkdir(parents=True)
     target.with_name(target.name + ".part").write_bytes(b"x" * 1000)
     assert data.space_needed(spec, target.parent.parent) == needed - 1000
+    target.with_name(target.name + ".part").unlink()  # (not a prefix of the served archive)
     monkeypatch.setattr(
         shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40)
     )

@@ -361,7 +361,10 @@ EXECUTE = textwrap.dedent("""
 @pytest.mark.slow
 def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # --without-pip: on Python < 3.12 ensurepip also puts an old setuptools in the venv, which
+    # would shadow the main venv's (too old for the edition's PEP 639 license field); pip and
+    # setuptools come from the main venv through the .pth file below
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     # borrow the main venv's dependencies (torch & co.) without installing them: a .pth file
     # pointing at its site-packages (the .pth files *there*, e.g. the editable featurelab of the
@@ -383,8 +386,10 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
                               check=check, timeout=900)
 
     url = f"git+file://{built.path}@{TEST_IDENTITY.ref}"
+    # --ignore-installed: the main venv's featurelab metadata is visible through the .pth file;
+    # pip must neither call it satisfied nor try to uninstall it
     install = run(str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                  "--no-index", f"featurelab @ {url}", check=False)
+                  "--no-index", "--ignore-installed", url, check=False)
     assert install.returncode == 0, install.stdout + install.stderr
     where = run(str(python), "-c", "import featurelab, featurelab.data; "
                 "print(featurelab.__file__); print(sorted(featurelab.data.REGISTRY))").stdout
@@ -426,3 +431,31 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     reported = last.split("FEATURELAB_FILE ")[1].split("\n")[0]
     assert Path(reported).resolve().is_relative_to(venv.resolve()), last
     assert "HAS_AUTOGRADER False" in last
+
+
+@pytest.mark.slow
+def test_cli_builds_a_placeholder_edition_only_when_allowed(tmp_path, capsys):
+    """``release --student`` on the toy course: --allow-placeholder, --git, --force."""
+    course_root = copy_toy_course(tmp_path / "course")
+    _write_identity(course_root)  # the placeholder
+    target = tmp_path / "edition"
+    args = ["--course-root", str(course_root), "release", "--student", str(target)]
+    assert cli.main([*args, "--allow-placeholder", "--git"]) == 0
+    out = capsys.readouterr().out
+    assert "tagged v0.1.0" in out and "WARNING" in out
+    assert (target / "notebooks" / "toy" / "toy.ipynb").is_file()
+    assert _git(target, "tag").split() == ["v0.1.0"]
+    assert identity.PLACEHOLDER_URL in (target / "README.md").read_text()
+    assert edition.scan(target, edition.secret_lines(course_root), allow_placeholder=True) == []
+    assert any("placeholder URL" in leak
+               for leak in edition.scan(target, edition.secret_lines(course_root)))
+    # a second build: refused into a non-empty folder, and --git never rewrites a repository
+    assert cli.main([*args, "--allow-placeholder"]) == 1
+    assert "is not empty" in capsys.readouterr().err
+    assert cli.main([*args, "--allow-placeholder", "--force", "--git"]) == 1
+    assert "already a git repository" in capsys.readouterr().err
+    (target / "stray.txt").write_text("removed by --force")
+    assert cli.main([*args, "--allow-placeholder", "--force"]) == 0
+    assert not (target / "stray.txt").exists() and (target / ".git").is_dir()
+    assert cli.main(["--course-root", str(course_root), "release", "--allow-placeholder"]) == 1
+    assert "go with --student" in capsys.readouterr().err

@@ -8,12 +8,17 @@ VGG builders), instantiated on the ``meta`` device: no memory, no weights, ~10 m
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision import models
 from torchvision.models.vgg import cfgs as VGG_CONFIGS
+
+from autograder.judge import Failed, ProbeSet, as_float, as_int, relative_error
 
 # VGG_CONFIGS: {"A": VGG11, "B": VGG13, "D": VGG16, "E": VGG19}, the lists torchvision builds
 # VGGs from (ints: 3x3 convolutions, "M": max-pools).
@@ -176,3 +181,245 @@ def forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """``model(images)`` without gradient tracking (the model's mode is left as it is)."""
     with torch.inference_mode():
         return model(images)
+
+
+# --------------------------------------------------------------------------------------------
+# Judges (run outside the grading sandbox; see docs/JUDGE.md). The hidden regions of the
+# notebook's test cells are collectors: they call the student's functions on the probes below
+# and record the results; the judges compare them with the references above.
+
+EX6_RELATIVE_ERROR = 1e-3  # float noise across thread counts is ~1e-6; a wrong pass is ~1
+
+
+def _module_count(spec) -> int:
+    from featurelab.evidence import build_module
+
+    with torch.device("meta"):
+        return count_parameters(build_module(spec))
+
+
+def _random_config(rng: np.random.Generator) -> list:
+    """A small VGG-like configuration: 3x3 convolutions (ints) and max-pools ("M")."""
+    config: list = []
+    for _ in range(int(rng.integers(3, 9))):
+        if config and config[-1] != "M" and rng.random() < 0.3:
+            config.append("M")
+        else:
+            config.append(int(rng.choice([4, 8, 16, 24, 32, 64, 128])))
+    if all(item == "M" for item in config):
+        config.append(8)
+    return config
+
+
+def make_probes(seed: int, profile: str) -> ProbeSet:
+    """Seeded probes for every test cell (layer sizes, configurations, toy networks, inputs)."""
+    rng = np.random.default_rng(seed)
+
+    def ints(low: int, high: int) -> int:
+        return int(rng.integers(low, high + 1))
+
+    # ex1: modules built from data in the sandbox; the collector freezes the "frozen" ones and
+    # uses each "shared" one twice in a Sequential (a shared layer is counted once).
+    c = ints(2, 12)
+    plain = [
+        ["Linear", [ints(2, 60), ints(2, 60)], {"bias": False}],
+        {"sequential": [["Conv2d", [ints(1, 6), c, ints(1, 5)], {}], ["BatchNorm2d", [c], {}],
+                        ["ReLU", [], {}]]},
+        ["Conv2d", [ints(1, 40), ints(1, 40), ints(1, 7)], {"bias": bool(rng.random() < 0.5)}],
+        ["BatchNorm1d", [ints(2, 50)], {}],
+        ["ReLU", [], {}],
+    ]
+    n = ints(2, 30)
+    frozen = [["Conv2d", [ints(1, 8), ints(1, 16), ints(1, 7)], {}]]
+    shared = [["Linear", [n, n], {}]]
+    # ex3: (in, out, kernel, bias) and (in, out, bias); the visible cases first.
+    conv = [[3, 64, 3, True], [64, 64, 3, True], [3, 64, 3, False], [1, 1, 1, True]]
+    conv += [[ints(1, 512), ints(1, 512), ints(1, 11), bool(rng.random() < 0.5)] for _ in range(5)]
+    linear = [[4096, 1000, True], [4096, 1000, False], [1, 1, True]]
+    linear += [[ints(1, 30000), ints(1, 5000), bool(rng.random() < 0.5)] for _ in range(5)]
+    # ex4: (configuration, num_classes, in_channels): VGG16 as in the visible test, torchvision's
+    # VGG11/13/19, and small random networks.
+    vgg_cases = [[list(VGG_CONFIGS["D"]), 1000, 3], [list(VGG_CONFIGS["D"]), 10, 3]]
+    vgg_cases += [[list(VGG_CONFIGS[key]), ints(2, 2000), 3] for key in "ABE"]
+    vgg_cases += [[_random_config(rng), ints(1, 1500), ints(1, 4)] for _ in range(3)]
+    # ex5: VGG16's features on another batch and image size, and a toy stack.
+    c0, c1, c2 = ints(1, 4), ints(2, 8), ints(2, 8)
+    k0 = int(rng.choice([1, 3, 5]))
+    toy = {"seed": ints(0, 10_000), "sequential": [
+        ["Conv2d", [c0, c1, k0], {"padding": k0 // 2}],
+        ["ReLU", [], {}],
+        ["MaxPool2d", [2], {}],
+        ["Conv2d", [c1, c2, int(rng.choice([1, 3]))], {}],
+        ["MaxPool2d", [3], {"stride": int(rng.choice([2, 3]))}],
+        ["Conv2d", [c2, ints(1, 6), 1], {}],
+        ["MaxPool2d", [2], {}],
+    ]}
+    arrays = {
+        "ex5/vgg": rng.normal(size=(ints(1, 3), 3, ints(32, 120), ints(32, 120))).astype(np.float32),
+        "ex5/toy": rng.normal(size=(ints(1, 3), c0, ints(40, 72), ints(40, 72))).astype(np.float32),
+    }
+    values = {
+        "ex1/plain": plain, "ex1/frozen": frozen, "ex1/shared": shared,
+        "ex3/conv": conv, "ex3/linear": linear,
+        "ex4/vgg16": list(VGG_CONFIGS["D"]), "ex4/cases": vgg_cases,
+        "ex5/toy": [toy],
+    }
+    return ProbeSet(values=values, arrays=arrays)
+
+
+def reference_vgg16(context) -> nn.Module:
+    """The VGG16 the notebook loads in this profile (same seed / same cached weights), kept in
+    ``context.cache`` for the worker's lifetime (shared with TP2's judges: same key)."""
+    key = ("featurelab.backbones.load_model", "vgg16", context.profile)
+    if key not in context.cache:
+        from featurelab.backbones import load_model
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
+            model, _, _ = load_model("vgg16", context.profile)
+        context.cache[key] = model.eval().requires_grad_(False)
+    return context.cache[key]
+
+
+def _same_count(value, expected: int, what: str) -> bool:
+    return as_float(value, what) == expected
+
+
+def judge_count_parameters(evidence, probes: ProbeSet, context) -> None:
+    visible = evidence.list("visible", "count_parameters on the examples of the visible test")
+    for value, expected, what in zip(visible, (8, 10, 0), ("nn.Linear(3, 2)",
+                                     "nn.Conv2d(1, 1, kernel_size=3)", "nn.ReLU()"), strict=True):
+        if not _same_count(value, expected, f"count_parameters({what})"):
+            raise Failed(f"count_parameters({what}) is wrong")
+    model_count = as_int(evidence.get("model_count", "count_parameters(model)"),
+                         "count_parameters(model)")
+    if model_count != VGG16_PARAMS:
+        raise Failed("count_parameters(model) is not VGG16's number of parameters")
+    specs = probes.values["ex1/plain"] + probes.values["ex1/frozen"] + probes.values["ex1/shared"]
+    kinds = (["a module"] * len(probes.values["ex1/plain"])
+             + ["a frozen layer (requires_grad False)"] * len(probes.values["ex1/frozen"])
+             + ["a layer used twice in a Sequential"] * len(probes.values["ex1/shared"]))
+    results = evidence.list("probes", "count_parameters on other modules")
+    if len(results) != len(specs):
+        raise Failed("count_parameters on other modules: results are missing")
+    for value, spec, kind in zip(results, specs, kinds, strict=True):
+        if not _same_count(value, _module_count(spec), "count_parameters(module)"):
+            raise Failed(f"count_parameters is wrong on {kind} (count every parameter once, "
+                         "trainable or frozen; buffers are not parameters)")
+
+
+def judge_conv_fc_split(evidence, probes: ProbeSet, context) -> None:
+    conv = as_int(evidence.get("conv_params"), "conv_params")
+    fc = as_int(evidence.get("fc_params"), "fc_params")
+    share = as_float(evidence.get("fc_share"), "fc_share")
+    counts = vgg16_counts()
+    if conv + fc != counts["total"]:
+        raise Failed("the two parts must cover every parameter of VGG16")
+    if conv != counts["conv"] or fc != counts["fc"]:
+        raise Failed("conv_params must count model.features and fc_params model.classifier")
+    if abs(share - counts["fc"] / counts["total"]) > 1e-6:
+        raise Failed("fc_share must be fc_params / total_params")
+
+
+def judge_layer_params(evidence, probes: ProbeSet, context) -> None:
+    conv = evidence.list("conv", "conv2d_params on the probes")
+    linear = evidence.list("linear", "linear_params on the probes")
+    if len(conv) != len(probes.values["ex3/conv"]) or len(linear) != len(probes.values["ex3/linear"]):
+        raise Failed("conv2d_params / linear_params: results are missing")
+    for (c_in, c_out, k, bias), pair in zip(probes.values["ex3/conv"], conv, strict=True):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise Failed("conv2d_params: results are missing")
+        with_bias, default = pair
+        if not _same_count(with_bias, conv2d_params(c_in, c_out, k, bias=bias), "conv2d_params"):
+            raise Failed("conv2d_params is wrong" + ("" if bias else " without bias"))
+        if not _same_count(default, conv2d_params(c_in, c_out, k), "conv2d_params"):
+            raise Failed("conv2d_params is wrong with the default bias=True")
+    for (n_in, n_out, bias), pair in zip(probes.values["ex3/linear"], linear, strict=True):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise Failed("linear_params: results are missing")
+        with_bias, default = pair
+        if not _same_count(with_bias, linear_params(n_in, n_out, bias=bias), "linear_params"):
+            raise Failed("linear_params is wrong" + ("" if bias else " without bias"))
+        if not _same_count(default, linear_params(n_in, n_out), "linear_params"):
+            raise Failed("linear_params is wrong with the default bias=True")
+
+
+def judge_estimate_vgg(evidence, probes: ProbeSet, context) -> None:
+    if not _same_count(evidence.get("vgg16_default", "estimate_vgg_parameters(VGG16_CONFIG)"),
+                       VGG16_PARAMS, "estimate_vgg_parameters(VGG16_CONFIG)"):
+        raise Failed("estimate_vgg_parameters(VGG16_CONFIG) must equal VGG16's real count")
+    cases = probes.values["ex4/cases"]
+    results = evidence.list("cases", "estimate_vgg_parameters on other configurations")
+    if len(results) != len(cases):
+        raise Failed("estimate_vgg_parameters: results are missing")
+    for (config, num_classes, channels), value in zip(cases, results, strict=True):
+        if not _same_count(value, vgg_params(config, num_classes, channels),
+                           "estimate_vgg_parameters"):
+            where = ("VGG16 with another num_classes" if config == list(VGG_CONFIGS["D"])
+                     else "another configuration, num_classes or in_channels")
+            raise Failed(f"estimate_vgg_parameters is wrong on {where}")
+
+
+def _shapes(value, what: str) -> list[tuple[int, ...]]:
+    if not isinstance(value, list):
+        raise Failed(f"{what}: expected a list of shapes")
+    shapes = []
+    for shape in value:
+        if not isinstance(shape, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise Failed(f"{what}: every shape must be a tuple of ints")
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def _meta_vgg16_features() -> nn.Module:
+    with torch.device("meta"):
+        return models.vgg16().features
+
+
+def judge_block_shapes(evidence, probes: ProbeSet, context) -> None:
+    features = _meta_vgg16_features()
+    expected = block_output_shapes(features, torch.empty(1, 3, 224, 224, device="meta"))
+    got = _shapes(evidence.get("vgg16_block_shapes"), "vgg16_block_shapes")
+    if evidence.get("tuples", "the type of the shapes") is not True:
+        raise Failed("vgg16_block_shapes: every shape must be a tuple")
+    if got != expected:
+        raise Failed("vgg16_block_shapes are not the shapes after VGG16's five max-pools")
+    images = probes.arrays["ex5/vgg"]
+    expected = block_output_shapes(features, torch.empty(*images.shape, device="meta"))
+    if _shapes(evidence.get("vgg", "block_output_shapes(model.features, images)"),
+               "block_output_shapes(model.features, images)") != expected:
+        raise Failed("block_output_shapes is wrong on another image size and batch size")
+    from featurelab.evidence import build_module
+
+    toys = evidence.list("toy", "block_output_shapes on another network")
+    if len(toys) != len(probes.values["ex5/toy"]):
+        raise Failed("block_output_shapes on another network: results are missing")
+    for spec, value in zip(probes.values["ex5/toy"], toys, strict=True):
+        with torch.random.fork_rng(devices=[]), torch.device("meta"):
+            toy = build_module(spec)
+        expected = block_output_shapes(toy, torch.empty(*probes.arrays["ex5/toy"].shape,
+                                                        device="meta"))
+        if _shapes(value, "block_output_shapes(network, images)") != expected:
+            raise Failed("block_output_shapes is wrong on another network (shape after every "
+                         "nn.MaxPool2d, whatever the layers before it)")
+
+
+def judge_logits(evidence, probes: ProbeSet, context) -> None:
+    logits = evidence.array("probe_logits", shape=(2, 1000))
+    if evidence.get("requires_grad", "probe_logits.requires_grad") is not False:
+        raise Failed("run the forward pass under torch.inference_mode() (or torch.no_grad())")
+    batch = evidence.array("probe_batch", shape=(2, 3, 224, 224))
+    with torch.inference_mode():
+        expected = reference_vgg16(context)(torch.from_numpy(batch.astype(np.float32))).numpy()
+    if not relative_error(logits, expected) < EX6_RELATIVE_ERROR:
+        raise Failed("probe_logits must be model(probe_batch), the model in eval mode")
+
+
+JUDGES = {
+    "test_ex1_count_parameters": judge_count_parameters,
+    "test_ex2_conv_fc_split": judge_conv_fc_split,
+    "test_ex3_layer_params": judge_layer_params,
+    "test_ex4_estimate_vgg": judge_estimate_vgg,
+    "test_ex5_block_shapes": judge_block_shapes,
+    "test_ex6_logits": judge_logits,
+}

@@ -1,18 +1,25 @@
 """Reference checks for TP6 (ResNet-18 intermediate features).
 
-The reference features are computed on the student's own model instance (so they hold with
-random weights) by running its top-level children in order, which is exactly what
-``featurelab.backbones.cut(model, "resnet18", "layer4")`` does, re-implemented here so that a
-submission cannot reach the reference through the student package. Inner nodes (e.g.
-``layer4.1.conv1``) are read with a forward hook of the reference's own.
+The reference features are computed by running a ResNet's top-level children in order, which
+is exactly what ``featurelab.backbones.cut(model, "resnet18", "layer4")`` does, re-implemented
+here so that a submission cannot reach the reference through the student package. Inner nodes
+(e.g. ``layer4.1.conv1``) are read with a forward hook of the reference's own.
+
+Grading: the notebook's hidden regions are evidence collectors; ``make_probes`` and ``JUDGES``
+(at the end of this module) run in the trusted judge, outside the sandbox, on a ResNet-18 of
+their own with the notebook's weights (see the "Judges" section).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from autograder.judge import Failed, ProbeSet, as_array, check_value
 
 RESNET18_PARAMS = 11_689_512
 RESNET18_FC_PARAMS = 513_000  # Linear(512, 1000): 512 * 1000 + 1000
@@ -145,3 +152,310 @@ def activation_probes() -> list[tuple[torch.Tensor, int]]:
         (torch.randn(10, 4, 6, generator=generator), 3),
         (torch.rand(6, 2, 2, generator=generator), 6),
     ]
+
+
+# ============================================================================================
+# Judges (run outside the sandbox; see autograder/judge.py and docs/JUDGE.md)
+#
+# The hidden regions of the notebook are collectors: they call the student's functions on the
+# probes below (seeded per grading run) and record the results. The references run here, on
+# a ResNet-18 of our own built by ``featurelab.backbones.load_model("resnet18", profile)``: the
+# same weights as the notebook's model in every profile (pretrained, or the seeded random
+# initialisation of the smoke profile). The "other" network is that model with batch-norm
+# statistics and affine parameters drawn from the run's seed (far from the identity), sent in
+# as a partial state dict: the notebook loads it into a copy of its own model.
+# ============================================================================================
+
+# The three ways run on different processes (thread counts) here and in the sandbox: compare
+# relative to the largest value of the reference (random-initialised features are tiny).
+JUDGE_RTOL = 1e-4
+# Graph nodes that run once per forward pass (a block's ReLU module runs twice): candidates
+# for the extra node of Exercises 2 and 3.
+_EXTRA_NODES = ("maxpool", "layer1.0.conv1", "layer1.1", "layer2.0.bn2", "layer2.1.conv2",
+                "layer3.0.downsample.0", "layer3.1.bn1", "layer4.0", "layer4.1.conv1")
+_BN_NAMES: list[tuple[str, int]] = []
+
+
+def _bn_layers() -> list[tuple[str, int]]:
+    """``(qualified name, channels)`` of ResNet-18's batch norms, in module order."""
+    if not _BN_NAMES:
+        import torchvision
+
+        with torch.device("meta"):
+            net = torchvision.models.resnet18(weights=None)
+        _BN_NAMES.extend((name, m.num_features) for name, m in net.named_modules()
+                         if isinstance(m, nn.BatchNorm2d))
+    return _BN_NAMES
+
+
+def make_probes(seed: int, profile: str):
+    """Probe batches, the "other" network's batch-norm state, nodes, and Ex. 4/5 inputs."""
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
+    arrays = {
+        "ex1/x224": torch.randn(2, 3, 224, 224, generator=generator),
+        "ex1/x160": torch.randn(1, 3, 160, 160, generator=generator),
+        "probe/x": torch.randn(1, 3, 128, 128, generator=generator),  # cheap: 5 cases in Ex. 2/3
+    }
+    for name, n in _bn_layers():
+        arrays[f"bn/{name}.running_mean"] = torch.randn(n, generator=generator) * 0.5
+        arrays[f"bn/{name}.running_var"] = torch.rand(n, generator=generator) + 0.5
+        arrays[f"bn/{name}.weight"] = torch.randn(n, generator=generator)
+        arrays[f"bn/{name}.bias"] = torch.randn(n, generator=generator) * 0.5
+    # Exercise 4: equal-shape pairs, one with a single negative difference, one of opposites.
+    shape = tuple(int(v) for v in rng.integers(2, 6, size=3))
+    a = torch.randn(*shape, generator=generator)
+    b = a.clone()
+    b[tuple(int(rng.integers(0, s)) for s in shape)] -= float(rng.uniform(0.5, 2.0))
+    c = torch.randn(int(rng.integers(3, 9)), generator=generator)
+    pairs = [(a, b), (b, a), (c, c.clone()), (c, -c)]
+    for i, (x, y) in enumerate(pairs):
+        arrays[f"ex4/a{i}"], arrays[f"ex4/b{i}"] = x, y
+    # Exercise 5: post-ReLU-like maps, maps with negative means (|mean| ranks them wrongly),
+    # and a k equal to the number of channels. Continuous values: the means are distinct.
+    channels = int(rng.integers(8, 16))
+    maps = [
+        (torch.rand(512, 7, 7, generator=generator), 64),
+        (torch.randn(channels, 4, 6, generator=generator) - 0.2, int(rng.integers(2, 6))),
+        (torch.rand(6, 2, 2, generator=generator), 6),
+    ]
+    for i, (m, _) in enumerate(maps):
+        arrays[f"ex5/maps{i}"] = m
+    extra2, extra3 = rng.choice(len(_EXTRA_NODES), size=2, replace=False)
+    values = {
+        "ex2/cases": [["model", "layer4"], ["model", "layer3"], ["model", "layer1"],
+                      ["model", _EXTRA_NODES[extra2]], ["other", "layer4"]],
+        "ex3/cases": [["model", "layer4"], ["model", "layer2"], ["model", "layer3.1.conv2"],
+                      ["model", _EXTRA_NODES[extra3]], ["other", "layer4"]],
+        "ex4/pairs": len(pairs),
+        "ex5/k": [k for _, k in maps],
+    }
+    return ProbeSet(values=values, arrays={k: v.numpy() for k, v in arrays.items()})
+
+
+def _reference_model(context, profile: str) -> nn.Module:
+    key = ("tp6_resnet18_features", "model", profile)
+    if key not in context.cache:
+        import contextlib
+        import io
+
+        from featurelab.backbones import load_model
+
+        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
+            model, weights, _ = load_model("resnet18", profile)
+        context.cache[key] = (model.eval(), weights)
+    return context.cache[key][0]
+
+
+def _image_batch(context, profile: str) -> torch.Tensor:
+    """The notebook's ``image_batch``: Chelsea the cat, preprocessed, ``(1, 3, 224, 224)``."""
+    key = ("tp6_resnet18_features", "image_batch", profile)
+    if key not in context.cache:
+        import skimage.data
+        from PIL import Image
+
+        _reference_model(context, profile)
+        weights = context.cache[("tp6_resnet18_features", "model", profile)][1]
+        image = Image.fromarray(skimage.data.chelsea())
+        context.cache[key] = weights.transforms()(image).unsqueeze(0)
+    return context.cache[key]
+
+
+def _networks(probes, context) -> dict[str, nn.Module]:
+    """``{"model": reference, "other": reference with the probes' batch-norm state}``."""
+    model = _reference_model(context, context.profile)
+    key = ("tp6_resnet18_features", "other", context.profile, context.seed)
+    if key not in context.cache:
+        for old in [k for k in context.cache if k[:2] == key[:2]]:
+            del context.cache[old]  # one run's seed at a time
+        other = copy.deepcopy(model).eval()
+        state = {name[len("bn/"):]: torch.from_numpy(array.copy())
+                 for name, array in probes.arrays.items() if name.startswith("bn/")}
+        other.load_state_dict(state, strict=False)
+        context.cache[key] = other
+    return {"model": model, "other": context.cache[key]}
+
+
+def _probe(probes, name: str) -> torch.Tensor:
+    return torch.from_numpy(probes.arrays[name].copy())
+
+
+def _same_features(actual, expected: torch.Tensor) -> bool:
+    """Equal shapes and values up to ``JUDGE_RTOL`` relative to the reference's largest value."""
+    expected = expected.detach().double().cpu().numpy()
+    actual = np.asarray(actual, dtype=np.float64)
+    if actual.shape != expected.shape or not np.all(np.isfinite(actual)):
+        return False
+    scale = float(np.abs(expected).max()) or 1.0
+    return bool(np.allclose(actual / scale, expected / scale, rtol=JUDGE_RTOL, atol=JUDGE_RTOL))
+
+
+def _flag(evidence, key: str, what: str) -> bool:
+    value = evidence.get(key, what)
+    if not isinstance(value, bool):
+        raise Failed(f"{what}: expected True or False")
+    return value
+
+
+def judge_ex1_build_trunk(evidence, probes, context) -> None:
+    if not _flag(evidence, "is_sequential", "isinstance(trunk, nn.Sequential)"):
+        raise Failed("build_trunk must return an nn.Sequential")
+    if not _flag(evidence, "layer4_shared", "trunk.layer4 is model.layer4"):
+        raise Failed("keep the children's names, and share them (no copy): trunk.layer4 must "
+                     "be model.layer4")
+    if _flag(evidence, "has_linear", "a Linear layer in the trunk"):
+        raise Failed("the trunk has no fc: leave out avgpool and fc")
+    if evidence.int("trunk_count", "the trunk's number of parameters") != RESNET18_TRUNK_PARAMS:
+        raise Failed("the trunk keeps every parameter but fc's")
+    if not _flag(evidence, "shares", "the trunk's parameters are model's"):
+        raise Failed("the trunk must reuse model's parameters, not copies")
+    if _flag(evidence, "training", "trunk.training"):
+        raise Failed("return the trunk in eval mode")
+    model = _reference_model(context, context.profile)
+    feat = evidence.array("feat_hard", "feat_hard", shape=(1, 512, 7, 7))
+    if not _same_features(feat, layer4_features(model, _image_batch(context, context.profile))):
+        raise Failed("feat_hard is not layer4's output on image_batch")
+    networks = _networks(probes, context)
+    for key, network, probe in (("probe_224", "model", "ex1/x224"),
+                                ("probe_160", "model", "ex1/x160"),
+                                ("probe_other", "other", "probe/x")):
+        x = _probe(probes, probe)
+        result = evidence.array(key, f"build_trunk(network)(batch {tuple(x.shape)})")
+        if not _same_features(result, layer4_features(networks[network], x)):
+            where = "on a network whose batch norms are far from the identity" \
+                if network == "other" else f"on a batch of shape {tuple(x.shape)}"
+            raise Failed(f"build_trunk(network) differs from layer4's output {where} (check the "
+                         "order of the children and that nothing is left out)")
+
+
+def judge_ex2_hook(evidence, probes, context) -> None:
+    model = _reference_model(context, context.profile)
+    image_batch = _image_batch(context, context.profile)
+    feat = evidence.array("feat_hook", "feat_hook", shape=(1, 512, 7, 7))
+    if not _same_features(feat, layer4_features(model, image_batch)):
+        raise Failed("feat_hook is not layer4's output on image_batch")
+    layer2 = evidence.array("layer2", "features_with_hook(model, model.layer2, image_batch)",
+                            shape=(1, 128, 28, 28))
+    if not _same_features(layer2, features_until(model, "layer2", image_batch)):
+        raise Failed("features_with_hook(model, model.layer2, image_batch) is not layer2's output")
+    if evidence.int("visible_hooks", "hooks left on layer2 and layer4") != 0:
+        raise Failed("remove the hook")
+    networks = _networks(probes, context)
+    x = _probe(probes, "probe/x")
+    results = evidence.list("cases", "features_with_hook on the probes")
+    cases = probes.values["ex2/cases"]
+    if len(results) != len(cases):
+        raise Failed("features_with_hook: results missing")
+    for (network, node), result in zip(cases, results, strict=True):
+        what = f"features_with_hook(network, network.{node}, probe)"
+        actual = as_array(result, what)
+        if not _same_features(actual, node_output(networks[network], node, x)):
+            raise Failed(f"{what} is not the output of {node}"
+                         + (" (on a network whose batch norms are far from the identity)"
+                            if network == "other" else ""))
+    if evidence.int("hooks_left", "hooks left after the calls") != 0:
+        raise Failed("hooks left on the model: remove the hook after the forward pass")
+    if evidence.int("hooks_after_failure", "hooks left after a failing call") != 0:
+        raise Failed("the hook must be removed even when the forward pass fails (try/finally)")
+
+
+def judge_ex3_fx(evidence, probes, context) -> None:
+    model = _reference_model(context, context.profile)
+    feat = evidence.array("feat_fx", "feat_fx", shape=(1, 512, 7, 7))
+    if not _same_features(feat, layer4_features(model, _image_batch(context, context.profile))):
+        raise Failed("feat_fx is not layer4's output on image_batch")
+    if _flag(evidence, "has_fc", '"fc" in the extractor'):
+        raise Failed("the head should be pruned")
+    if not _flag(evidence, "shares", "the extractor's weights are model's"):
+        raise Failed("share model's weights")
+    networks = _networks(probes, context)
+    x = _probe(probes, "probe/x")
+    results = evidence.list("cases", "make_fx_extractor on the probes")
+    cases = probes.values["ex3/cases"]
+    if len(results) != len(cases):
+        raise Failed("make_fx_extractor: results missing")
+    for (network, node), result in zip(cases, results, strict=True):
+        what = f"make_fx_extractor(network, {node!r})(probe)"
+        result = check_value(result, what)
+        if not isinstance(result, dict) or result.get("keys") != ["feat"]:
+            raise Failed("return a dict with the single key 'feat'")
+        actual = as_array(result.get("feat"), what + '["feat"]')
+        if not _same_features(actual, node_output(networks[network], node, x)):
+            raise Failed(f'{what}["feat"] is not the output of node {node!r}'
+                         + (" (on a network whose batch norms are far from the identity)"
+                            if network == "other" else ""))
+
+
+def judge_ex4_compare(evidence, probes, context) -> None:
+    for key, expected, what in (("ones", 1.0, "max_abs_difference(torch.zeros(2, 3), torch.ones(2, 3))"),
+                                ("zeros", 0.0, "max_abs_difference(torch.zeros(2), torch.zeros(2))")):
+        value = evidence.get(key, what)
+        if not isinstance(value, float):
+            raise Failed(f"{what} must be a Python float (use .item())")
+        if value != expected:
+            raise Failed(f"{what} must be {expected}")
+    if evidence.get("mismatch", "max_abs_difference on different shapes") != "ValueError":
+        raise Failed("different shapes must raise ValueError")
+    results = evidence.list("probes", "max_abs_difference on the probes")
+    if len(results) != probes.values["ex4/pairs"]:
+        raise Failed("max_abs_difference: results missing")
+    for i, result in enumerate(results):
+        a, b = _probe(probes, f"ex4/a{i}"), _probe(probes, f"ex4/b{i}")
+        what = f"max_abs_difference on tensors of shape {tuple(a.shape)}"
+        value = check_value(result, what)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Failed(f"{what} must return a Python float")
+        if not math.isfinite(value) or abs(value - max_abs_difference(a, b)) > 1e-6:
+            raise Failed(f"{what} is not max |a - b| (mind negative differences)")
+    feats = {name: evidence.array(name, name, shape=(1, 512, 7, 7))
+             for name in ("feat_hard", "feat_hook", "feat_fx")}
+    differences = evidence.get("differences", "differences")
+    pairs = {"hard vs hook": ("feat_hard", "feat_hook"), "hard vs fx": ("feat_hard", "feat_fx"),
+             "hook vs fx": ("feat_hook", "feat_fx")}
+    if not isinstance(differences, dict) or set(differences) != set(pairs):
+        raise Failed('differences must have the keys "hard vs hook", "hard vs fx", "hook vs fx"')
+    for pair, (x, y) in pairs.items():
+        value = differences[pair]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Failed(f'differences["{pair}"] must be a number')
+        expected = float(np.abs(feats[x].astype(np.float64) - feats[y].astype(np.float64)).max())
+        if not abs(value - expected) <= 1e-9:
+            raise Failed(f'differences["{pair}"] is not the max |difference| of the two tensors')
+        if not expected < 1e-5:
+            raise Failed(f"the three ways must give the same tensor ({pair} differ)")
+
+
+def judge_ex5_most_active(evidence, probes, context) -> None:
+    toy = as_array(evidence.get("toy", "most_active_channels(toy_maps, k=2)"),
+                   "most_active_channels(toy_maps, k=2)")
+    if toy.shape != (2,) or toy.tolist() != [1, 3]:
+        raise Failed("most_active_channels(toy_maps, k=2) must be [1, 3]")
+    top = evidence.array("top_channels", "top_channels")
+    maps = evidence.array("maps", "maps", shape=(512, 7, 7))
+    if top.shape != (64,):
+        raise Failed("top_channels must hold 64 channel indices")
+    if not (np.all(top == np.round(top)) and top.min() >= 0 and top.max() < 512):
+        raise Failed("top_channels must hold channel indices")
+    means = maps.astype(np.float64).mean(axis=(1, 2))[top.astype(np.int64)]
+    if not np.all(means[:-1] >= means[1:]):
+        raise Failed("top_channels must be in decreasing order of mean activation")
+    results = evidence.list("probes", "most_active_channels on the probes")
+    ks = probes.values["ex5/k"]
+    if len(results) != len(ks):
+        raise Failed("most_active_channels: results missing")
+    for i, (result, k) in enumerate(zip(results, ks, strict=True)):
+        maps_i = _probe(probes, f"ex5/maps{i}")
+        what = f"most_active_channels(maps {tuple(maps_i.shape)}, k={k})"
+        actual = as_array(result, what)
+        expected = most_active_channels(maps_i, k).numpy()
+        if actual.shape != expected.shape or not np.array_equal(actual.astype(np.int64), expected):
+            raise Failed(f"{what}: not the {k} channels of largest mean, in decreasing order")
+
+
+JUDGES = {
+    "test_ex1_build_trunk": judge_ex1_build_trunk,
+    "test_ex2_hook": judge_ex2_hook,
+    "test_ex3_fx": judge_ex3_fx,
+    "test_ex4_compare": judge_ex4_compare,
+    "test_ex5_most_active": judge_ex5_most_active,
+}

@@ -35,8 +35,11 @@ def _non_dumpable() -> None:
 
 
 def _first_error(cell) -> str | None:
-    names = [o.get("ename") or "Error" for o in cell.get("outputs", [])
-             if o.get("output_type") == "error"]
+    names = [
+        o.get("ename") or "Error"
+        for o in cell.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
     if "CellTimeoutError" in names:
         return "CellTimeoutError"
     return names[0] if names else None
@@ -66,15 +69,17 @@ def main(argv: list[str]) -> int:
     class IpcKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs):
             kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", os.path.join(os.environ.get("JUPYTER_RUNTIME_DIR", "/tmp"),
-                                                 "kernel-ipc"))
+            kwargs.setdefault(
+                "ip", os.path.join(os.environ.get("JUPYTER_RUNTIME_DIR", "/tmp"), "kernel-ipc")
+            )
             super().__init__(**kwargs)
 
     class JournaledClient(NotebookClient):
         """nbclient with nbgrader's ``Execute`` settings, a journal and skipped cells."""
 
-        async def async_execute_cell(self, cell, cell_index, execution_count=None,
-                                     store_history=True):
+        async def async_execute_cell(
+            self, cell, cell_index, execution_count=None, store_history=True
+        ):
             if cell.cell_type != "code":
                 return cell
             grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -83,15 +88,29 @@ def main(argv: list[str]) -> int:
             if cell_index in skip:
                 ename = str(skip[cell_index].get("ename", "SkippedCell"))
                 evalue = str(skip[cell_index].get("evalue", ""))
-                cell.outputs = [NotebookNode(output_type="error", ename=ename, evalue=evalue,
-                                             traceback=[f"{ename}: {evalue}"])]
+                cell.outputs = [
+                    NotebookNode(
+                        output_type="error",
+                        ename=ename,
+                        evalue=evalue,
+                        traceback=[f"{ename}: {evalue}"],
+                    )
+                ]
                 cell.execution_count = None
             else:
-                await super().async_execute_cell(cell, cell_index, execution_count,
-                                                 store_history)
-            event(event="end", index=cell_index, grade_id=grade_id,
-                  seconds=round(time.perf_counter() - started, 4), error=_first_error(cell),
-                  skipped=cell_index in skip)
+                await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+            event(
+                event="end",
+                index=cell_index,
+                grade_id=grade_id,
+                seconds=round(time.perf_counter() - started, 4),
+                error=_first_error(cell),
+                skipped=cell_index in skip,
+                stderr=any(
+                    o.get("output_type") == "stream" and o.get("name") == "stderr"
+                    for o in cell.get("outputs", [])
+                ),
+            )
             return cell
 
     def on_cell_executed(cell, cell_index, execute_reply):
@@ -101,10 +120,15 @@ def main(argv: list[str]) -> int:
             return
         if any(o.output_type == "error" and o.ename == content["ename"] for o in cell.outputs):
             return
-        cell.outputs.append(NotebookNode(
-            output_type="error", ename=content["ename"], evalue=content["evalue"],
-            traceback=content["traceback"] or ["ERROR: An error occurred while showtraceback "
-                                               "was disabled"]))
+        cell.outputs.append(
+            NotebookNode(
+                output_type="error",
+                ename=content["ename"],
+                evalue=content["evalue"],
+                traceback=content["traceback"]
+                or ["ERROR: An error occurred while showtraceback was disabled"],
+            )
+        )
 
     notebook = nbformat.read(notebook_path, as_version=4)
     client = JournaledClient(
@@ -114,7 +138,8 @@ def main(argv: list[str]) -> int:
         allow_errors=True,
         raise_on_iopub_timeout=True,
         error_on_timeout={
-            "ename": "CellTimeoutError", "evalue": "",
+            "ename": "CellTimeoutError",
+            "evalue": "",
             "traceback": ["CellTimeoutError: No reply from kernel before timeout"],
         },
         kernel_name="python3",

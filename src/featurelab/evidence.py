@@ -33,8 +33,20 @@ PROBES_ENV = "FEATURELAB_PROBES"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,120}$")
 # torch.nn layers a probe module may be built from (specs are data, never code).
 _LAYERS = (
-    "Conv2d", "Linear", "ReLU", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Dropout",
-    "BatchNorm2d", "BatchNorm1d", "Flatten", "Identity", "Sigmoid", "Tanh", "Hardswish",
+    "Conv2d",
+    "Linear",
+    "ReLU",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "Dropout",
+    "BatchNorm2d",
+    "BatchNorm1d",
+    "Flatten",
+    "Identity",
+    "Sigmoid",
+    "Tanh",
+    "Hardswish",
 )
 
 
@@ -98,7 +110,7 @@ class Probes:
 
         start = prefix + "/"
         return {
-            name[len(start):]: torch.from_numpy(array.copy())
+            name[len(start) :]: torch.from_numpy(array.copy())
             for name, array in sorted(self._arrays.items())
             if name.startswith(start)
         }

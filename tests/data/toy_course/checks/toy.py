@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from autograder.judge import Failed, ProbeSet, as_array, as_float, close
+from autograder.judge import Failed, ProbeSet, as_float, close
 
 
 def make_probes(seed: int, profile: str) -> ProbeSet:
@@ -12,12 +12,14 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
     predictions = rng.integers(0, 3, size=12)
     targets = predictions.copy()
     targets[rng.choice(12, size=5, replace=False)] += 1  # 7 of 12 right
-    return ProbeSet(arrays={
-        "ex1/x": rng.normal(size=(3, 4)).astype(np.float32),
-        "ex2/features": rng.normal(size=(5, 7)).astype(np.float32),
-        "ex3/predictions": predictions,
-        "ex3/targets": targets,
-    })
+    return ProbeSet(
+        arrays={
+            "ex1/x": rng.normal(size=(3, 4)).astype(np.float32),
+            "ex2/features": rng.normal(size=(5, 7)).astype(np.float32),
+            "ex3/predictions": predictions,
+            "ex3/targets": targets,
+        }
+    )
 
 
 def judge_square(evidence, probes: ProbeSet, context) -> None:

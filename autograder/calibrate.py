@@ -192,7 +192,14 @@ def main(*, course_root: Path, profile: str, assignments: list[str] | None,
             margin = per_metric.get(metric, default_margin)
             print(f"{assignment:28s} {metric:14s} {value:9.4f} {value - margin:9.4f}  {solution}")
     target = thresholds_file or course_mod.THRESHOLDS_FILE
-    print("(dry run: nothing written)" if dry_run else f"thresholds written to {target}")
+    print("(dry run: nothing written)" if dry_run else f"thresholds written to {target} "
+          "(measured entries marked \"calibrated\": true)")
+    if not dry_run:
+        left = uncalibrated(assignments, profile, thresholds_file)
+        if left:
+            print(f"still not measured in {profile!r} (no value reported by the solution):")
+            for line in left:
+                print(f"  {line}")
     if failures:
         print(f"{failures} solution(s) did not get full marks: check the thresholds and the "
               "notebooks (the metrics were recorded anyway)")

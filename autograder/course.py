@@ -138,7 +138,7 @@ def nbgrader_command(subcommand: str, *args: str, course_root: Path) -> list[str
 
     nbgrader reads ``ROOT/nbgrader_config.py`` (nbgrader has no ``--config`` option: it warns
     "Unrecognized alias" and ignores it); temporary courses get one that loads the repository's
-    ``autograder/nbgrader_config.py`` (see :func:`autograder.grading.course_config_text`).
+    ``autograder/nbgrader_config.py`` (see :func:`autograder.template.course_config_text`).
     """
     return [
         sys.executable,

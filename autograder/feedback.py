@@ -62,7 +62,7 @@ def _fmt(value: float | None) -> str:
 
 
 def render(record) -> str:
-    """The HTML page of one :class:`autograder.grading.Record`."""
+    """The HTML page of one :class:`autograder.results.Record`."""
     e = html.escape
     assignment = record.assignment or "(unknown assignment)"
     rows = []

@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autograder import course, grading, students  # noqa: E402
+from autograder import course, grading, students, template  # noqa: E402
 from autograder.submissions import Submission  # noqa: E402
 
 
@@ -42,7 +42,7 @@ def plain_nbgrader(assignment: str, notebooks: list[Path], work: Path, env: dict
     """``nbgrader autograde`` over every student in one process (sequential); wall seconds."""
     root = work / "plain-course"
     course.copy_sources(course.REPO_ROOT, [assignment], root)
-    (root / "nbgrader_config.py").write_text(grading.course_config_text(root, None))
+    (root / "nbgrader_config.py").write_text(template.course_config_text(root, None))
     course.run_nbgrader("generate_assignment", assignment, "--force", course_root=root,
                         work_dir=work / "plain-jupyter")
     for index, notebook in enumerate(notebooks):

@@ -30,6 +30,7 @@ from autograder import (
     release,
     repair,
     report,
+    results,
     sandbox,
     students,
     submissions,
@@ -345,12 +346,12 @@ def test_solved_release_has_answers_without_markers(toy):
 
 def _record(**changes):
     cells = [
-        grading.CellResult("test_ex1_square", "Exercise 1 (2 points)", "auto", 2.0, 2.0, "passed", "passed"),
-        grading.CellResult("test_ex2_normalise", "Exercise 2 (3 points)", "auto", 3.0, 0.0, "failed",
+        results.CellResult("test_ex1_square", "Exercise 1 (2 points)", "auto", 2.0, 2.0, "passed", "passed"),
+        results.CellResult("test_ex2_normalise", "Exercise 2 (3 points)", "auto", 3.0, 0.0, "failed",
                            "each row must be <divided> by its L2 norm"),
-        grading.CellResult("q1_why_normalise", "Question 1", "manual", 1.0, None, "manual", "to be graded by hand"),
+        results.CellResult("q1_why_normalise", "Question 1", "manual", 1.0, None, "manual", "to be graded by hand"),
     ]
-    record = grading.Record("alice", "toy", "alice_toy.ipynb", "ok", ["+1 point(s) to grade by hand"],
+    record = results.Record("alice", "toy", "alice_toy.ipynb", "ok", ["+1 point(s) to grade by hand"],
                             2.0, 5.0, cells,
                             [{"cell": "ex2_normalise", "kind": "answer cell", "ename": "ValueError",
                               "message": "ValueError: bad"}])
@@ -370,7 +371,7 @@ def test_grades_csv_columns_and_values():
 
 
 def test_grades_csv_prefixes_cells_of_several_assignments():
-    other = _record(assignment="toy2", cells=[grading.CellResult(
+    other = _record(assignment="toy2", cells=[results.CellResult(
         "test_ex1_cube", "Exercise 1", "auto", 1.0, 1.0, "passed", "passed")])
     header = report.grades_csv([_record(), other]).splitlines()[0]
     assert "toy:test_ex1_square" in header and "toy2:test_ex1_cube" in header
@@ -397,9 +398,9 @@ def test_feedback_page_is_escaped_and_self_contained():
 def test_messages_never_quote_hidden_test_lines():
     hidden = ['assert tensors_close(normalise_rows(probe), expected), "each row must be divided"']
     leaked = 'oops: assert tensors_close(normalise_rows(probe), expected), "each row must be divided"'
-    assert grading._clean_message(leaked, hidden) == ""
-    assert grading._clean_message("\x1b[31mred\x1b[0m text", hidden) == "red text"
-    assert len(grading._clean_message("x" * 1000, hidden)) == 400
+    assert results._clean_message(leaked, hidden) == ""
+    assert results._clean_message("\x1b[31mred\x1b[0m text", hidden) == "red text"
+    assert len(results._clean_message("x" * 1000, hidden)) == 400
 
 
 def test_failing_line_is_shown_only_when_visible():
@@ -409,24 +410,24 @@ def test_failing_line_is_shown_only_when_visible():
         f"Cell In[12], line 3\n      1 x = 1\n{red}----> 3{red} assert normalise_rows(v).sum() == 2\n",
     ]}
     visible = "x = 1\nassert normalise_rows(v).sum() == 2"
-    assert grading.failing_visible_line(output, visible) == "assert normalise_rows(v).sum() == 2"
-    assert grading.failing_visible_line(output, "x = 1") is None  # a hidden line: never shown
-    assert grading._error_message(output, [], 30, visible) == (
+    assert results.failing_visible_line(output, visible) == "assert normalise_rows(v).sum() == 2"
+    assert results.failing_visible_line(output, "x = 1") is None  # a hidden line: never shown
+    assert results._error_message(output, [], 30, visible) == (
         "failed", "this check failed: assert normalise_rows(v).sum() == 2")
     # not a visible line: the exception's name only (its message is student code's text)
-    assert grading._error_message(output, [], 30, "x = 1") == ("failed", "AssertionError")
+    assert results._error_message(output, [], 30, "x = 1") == ("failed", "AssertionError")
     judged = {"ename": "JudgeVerdict", "evalue": "count frozen parameters too", "traceback": []}
-    assert grading._error_message(judged, [], 30, visible) == (
+    assert results._error_message(judged, [], 30, visible) == (
         "failed", "count frozen parameters too")
     forged = {"ename": "AssertionError", "evalue": "secret from a hidden cell", "traceback": []}
-    assert "secret" not in grading._error_message(forged, [], 30, visible)[1]
+    assert "secret" not in results._error_message(forged, [], 30, visible)[1]
 
 
 def test_running_cell_from_the_journal():
     events = [{"event": "start", "index": 1}, {"event": "end", "index": 1},
               {"event": "start", "index": 3, "grade_id": "ex2"}]
-    assert grading.running_cell(events)["index"] == 3
-    assert grading.running_cell(events[:2]) is None
+    assert results.running_cell(events)["index"] == 3
+    assert results.running_cell(events[:2]) is None
 
 
 # ---------------------------------------------------------------------------- sandbox

@@ -309,6 +309,7 @@ def test_the_scan_catches_each_kind_of_planted_leak(built, tmp_path):
         return max((line for line, where in secrets.items() if where.startswith(kind)), key=len)
 
     solution, hidden, check = pick("solution"), pick("hidden test"), pick("reference check")
+    block = [line for line, where in secrets.items() if where.startswith("reference check")][:3]
     assert _leaks_after(tmp_path, built, lambda root: None) == []
 
     def in_readme(root):
@@ -321,8 +322,9 @@ def test_the_scan_catches_each_kind_of_planted_leak(built, tmp_path):
         notebook.cells[-1].source += f"\n{hidden}"
         nbformat.write(notebook, path)
 
-    def in_package(root):
-        (root / "src" / "featurelab" / "helpers.py").write_text(f"def f():\n    {check}\n")
+    def in_package(root):  # a block pasted from a reference check
+        body = "".join(f"    {line}\n\n" for line in block)
+        (root / "src" / "featurelab" / "helpers.py").write_text(f"def f():\n{body}")
 
     def placeholder(root):
         with open(root / "LICENSE", "a") as handle:
@@ -333,7 +335,8 @@ def test_the_scan_catches_each_kind_of_planted_leak(built, tmp_path):
         (root / "autograder" / "notes.txt").write_text("### BEGIN HIDDEN TESTS\n")
 
     cases = [(in_readme, "README.md", solution), (in_notebook, CHEAP_NOTEBOOK, hidden),
-             (in_package, "src/featurelab/helpers.py", check),
+             (in_package, "src/featurelab/helpers.py", "block of 3 lines"),
+             (lambda root: (root / "NOTES.md").write_text(f"    {check}\n"), "NOTES.md", check),
              (placeholder, "LICENSE", "placeholder URL"),
              (instructor_files, "autograder/notes.txt", "BEGIN HIDDEN TESTS")]
     for plant, where, what in cases:
@@ -459,3 +462,17 @@ def test_cli_builds_a_placeholder_edition_only_when_allowed(tmp_path, capsys):
     assert not (target / "stray.txt").exists() and (target / ".git").is_dir()
     assert cli.main(["--course-root", str(course_root), "release", "--allow-placeholder"]) == 1
     assert "go with --student" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_single_lines_shared_with_the_package_are_listed_for_review(built, tmp_path):
+    secrets = edition.secret_lines()
+    line = max((s for s, where in secrets.items() if where.startswith("hidden test")), key=len)
+
+    def plant(root):
+        (root / "src" / "featurelab" / "helpers.py").write_text(f"def f():\n    {line}\n")
+
+    assert _leaks_after(tmp_path, built, plant) == []  # one line in the package: not a leak
+    shared = edition.shared_with_package(tmp_path / "copy", secrets)
+    assert any("src/featurelab/helpers.py" in s and line in s for s in shared)
+    assert edition.shared_with_package(built.path, secrets) == built.shared

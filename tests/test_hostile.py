@@ -156,9 +156,9 @@ def test_attack_scores_nothing(attacked, name):
 def test_nothing_outside_the_sandbox_changed(attacked):
     assert attacked["victim"].read_bytes() == attacked["victim_bytes"]
     assert attacked["sentinel"].read_text() == "REFERENCE = 1\n"
-    assert "forged" not in (attacked["out"] / "grades.csv").read_text()
+    assert "FORGED" not in (attacked["out"] / "grades.csv").read_text()
     for state in (attacked["out"] / ".state").glob("*.json"):
-        assert "forged" not in state.read_text()
+        assert "FORGED" not in state.read_text()
     assert attacked["listener"].connections == 0
 
 
@@ -171,12 +171,19 @@ def test_feedback_shows_only_the_judges_words(attacked):
 
 
 def test_nothing_left_running(attacked):
+    """Nothing a sandbox started outlives it: no descendant of this process is left, and none
+    of the hundreds of `sleep 60` of spawn_many (other grading runs may share the uids)."""
     leftovers = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            leftovers.append(process.cmdline())
+        except psutil.Error:
+            continue
     for process in psutil.process_iter(["uids", "cmdline"]):
         try:
-            uid = process.info["uids"].real
+            uid, cmdline = process.info["uids"].real, process.info["cmdline"] or []
         except (psutil.Error, AttributeError, TypeError):
             continue
-        if jail.BASE_UID < uid < jail.BASE_UID + 100:
-            leftovers.append(process.info["cmdline"])
+        if jail.BASE_UID < uid < jail.BASE_UID + 100 and cmdline[:1] == ["sleep"]:
+            leftovers.append(cmdline)
     assert leftovers == []

@@ -1,7 +1,7 @@
 """Intake as a hostile or careless class would try it: names, folders, files and zips.
 
 Every fixture is generated in ``tmp_path``; the real grader never runs here (reports are
-written from :class:`autograder.grading.Record` objects built by hand).
+written from :class:`autograder.results.Record` objects built by hand).
 """
 
 from __future__ import annotations
@@ -428,9 +428,9 @@ def test_zip_utf8_names_without_the_flag_and_duplicate_members(tmp_path):
 
 
 def _record(student, label, assignment="toy", status="ok", reasons=()):
-    from autograder import grading
+    from autograder import results
 
-    return grading.Record(student, assignment, label, status, list(reasons), 1.0, 2.0)
+    return results.Record(student, assignment, label, status, list(reasons), 1.0, 2.0)
 
 
 def test_reports_are_short_safe_and_carry_the_source(tmp_path):

@@ -1,9 +1,12 @@
-"""Reference checks for TP4 (MobileNetV3-Large cats vs dogs), called by the hidden tests.
+"""Reference checks and judges for TP4 (MobileNetV3-Large cats vs dogs).
 
-Every check is behavioural: it runs the student's object next to a reference on the SAME model
-instance (or on a small network built here) and a fixed probe batch, so it works with the
-random-initialised weights of the smoke profile as well as with the pretrained ones. A check
-raises ``AssertionError`` with a short message and writes nothing to stderr.
+The ``check_*`` functions are the reference checks of the former in-kernel hidden tests (kept
+for the instructor's own use). Grading uses ``make_probes`` and ``JUDGES`` (the "Judges"
+section at the end): the notebook's hidden regions are evidence collectors that run the
+student's objects on the judge's probes inside the sandbox; the judges, outside it, compare
+what came back with references computed here (a MobileNetV3-Large with the notebook's weights,
+small probe networks rebuilt from the same specs), and score the trained head on held-back
+images whose labels never enter the sandbox.
 """
 
 from __future__ import annotations
@@ -558,6 +561,7 @@ def heldout(seed: int, profile: str) -> tuple[np.ndarray, np.ndarray]:
         per_class = HELDOUT_PER_CLASS.get(profile, 24)
         pairs = _smoke_heldout(rng, per_class) if profile == "smoke" else \
             _real_heldout(rng, profile, per_class)
+        pairs = [pairs[i] for i in rng.permutation(len(pairs))]  # the order tells nothing
         _, preprocess = _reference(profile)
         images = torch.stack([preprocess(image) for image, _ in pairs])
         features = _backbone_features(profile, images).float().numpy()

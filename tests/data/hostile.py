@@ -127,7 +127,8 @@ for path in ({t.course!r}, {t.out!r}, {t.submissions!r}):
     if os.path.exists(path):
         found.append(path)
 for root, dirs, files in os.walk("/"):
-    if root.startswith(("/proc", "/sys", "/dev", "/usr", "/etc", "/scratch")):
+    if root.startswith(("/proc", "/sys", "/dev", "/usr", "/etc", "/scratch")) \
+            or "site-packages" in root:  # public packages (nbgrader ships a test gradebook)
         dirs[:] = []
         continue
     if os.path.basename(root) == "autograder" and "checks" in dirs:
@@ -151,7 +152,7 @@ def _forge_and_attack(t: Targets) -> str:
     return f"""
 import os, signal, socket, time, glob
 
-def try_write(path, text="forged"):
+def try_write(path, text="FORGED-BY-A-STUDENT"):
     try:
         with open(path, "w") as f:
             f.write(text)

@@ -31,9 +31,8 @@ def judge_square(evidence, probes: ProbeSet, context) -> None:
 
 
 def judge_normalise(evidence, probes: ProbeSet, context) -> None:
-    visible = evidence.array("visible", "normalise_rows(torch.ones(2, 4))", shape=(2, 4))
-    if not close(visible, np.full((2, 4), 0.5)):
-        raise Failed("normalise_rows(torch.ones(2, 4)) must have rows of unit norm")
+    # the visible check (the shape), then the values on the probe
+    evidence.array("visible", "normalise_rows(torch.ones(2, 4))", shape=(2, 4))
     features = probes.arrays["ex2/features"].astype(np.float64)
     expected = features / np.linalg.norm(features, axis=1, keepdims=True)
     if not close(evidence.array("probe", "normalise_rows(features)"), expected):

@@ -1,0 +1,303 @@
+"""What grading one submission produces: per-cell results, the record, and their messages.
+
+Messages teach without leaking: a test cell's message is the judge's verdict, one of the
+grader's own texts, or a line of the release (the failing visible assert); student code
+contributes the name of an exception, never its text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import repair as repair_mod
+from .template import Template
+
+STATUS_ORDER = ("ok", "repaired", "limited", "crashed", "timeout", "error", "invalid",
+                "wrong_assignment")
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class CellResult:
+    grade_id: str
+    heading: str
+    kind: str  # "auto" | "manual"
+    points: float
+    score: float | None  # None: to be graded by hand
+    outcome: str  # passed | partial | failed | timeout | crashed | memory | not_run | manual | no_answer
+    message: str
+
+
+@dataclass
+class Record:
+    """The result of one submission (stored in ``OUT/.state``; every report derives from it)."""
+
+    student: str
+    assignment: str | None
+    label: str
+    status: str
+    reasons: list[str] = field(default_factory=list)
+    score: float = 0.0
+    max_score: float = 0.0
+    cells: list[CellResult] = field(default_factory=list)
+    code_errors: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    timings: list[dict] = field(default_factory=list)
+    attempts: int = 0
+    seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    log: str | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Record:
+        data = dict(data)
+        data["cells"] = [CellResult(**cell) for cell in data.get("cells", [])]
+        return cls(**data)
+
+
+def _worst(statuses: list[str]) -> str:
+    return max(statuses, key=STATUS_ORDER.index) if statuses else "ok"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _clean_message(text: str, hidden_lines: list[str], limit: int = 400) -> str:
+    text = _ANSI.sub("", text or "").strip()
+    if any(line in text for line in hidden_lines):
+        return ""
+    lines = text.splitlines()[:6]
+    text = "\n".join(lines)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TRACEBACK_LINE = re.compile(r"^-*>\s*(\d+)\s(.*)$")
+
+
+def failing_visible_line(output, visible_source: str) -> str | None:
+    """The line of a test cell where it failed, if that line is a *visible* one.
+
+    IPython tracebacks mark the failing line of each frame with ``---->``; the first such line
+    is in the test cell itself. It is returned only when the release (what the student has)
+    contains it verbatim; a hidden test's line is never returned.
+    """
+    visible = {line.strip() for line in visible_source.splitlines() if line.strip()}
+    for entry in output.get("traceback", []):
+        for line in _ANSI.sub("", entry).splitlines():
+            match = _TRACEBACK_LINE.match(line.strip())
+            if match:
+                code = match.group(2).strip()
+                return code if code in visible else None
+    return None
+
+
+_GRADER_ERRORS = {
+    # error names the grader itself puts on a cell, with its own words (never the evalue)
+    "KernelDied": ("crashed", "this cell crashed the Python kernel (segfault, os._exit(), killed "
+                              "process...) and was not run when grading"),
+    "NoEvidence": ("failed", "this check did not run to its end (its results are missing)"),
+}
+
+
+_EXCEPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
+
+
+def _error_message(output, hidden_lines: list[str], timeout_s: int,
+                   visible_source: str = "") -> tuple[str, str]:
+    """(outcome, message) for an error output of a test cell.
+
+    Only the judge's words (``JudgeVerdict``), the grader's own texts and lines of the release
+    are shown: an error raised by student code contributes its exception name, never its
+    message (it could carry anything, e.g. the hidden collectors' code).
+    """
+    from .judged_execute import VERDICT_ENAME
+
+    ename = output.get("ename") or "Error"
+    if not isinstance(ename, str) or not _EXCEPTION_NAME.match(ename):
+        ename = "Error"
+    line = failing_visible_line(output, visible_source)
+    if ename == VERDICT_ENAME:
+        return "failed", _clean_message(output.get("evalue", ""), hidden_lines) or "a check failed"
+    if ename == "CellTimeoutError":
+        return "timeout", f"did not finish within the {timeout_s} s per-cell limit"
+    if ename == "KeyboardInterrupt":
+        return "timeout", f"interrupted (per-cell limit of {timeout_s} s)"
+    if ename == "MemoryLimitExceeded":
+        return "memory", "this cell used more memory than the limit and was stopped"
+    if ename in _GRADER_ERRORS:
+        return _GRADER_ERRORS[ename]
+    if ename == "AssertionError" and line:
+        return "failed", f"this check failed: {line}"
+    return "failed", ename + (f" (in: {line})" if line else "")
+
+
+def pick_error(cell):
+    """The error output of a cell (``CellTimeoutError`` first: nbgrader appends it after the
+    ``KeyboardInterrupt`` that the interrupt raised), or None."""
+    errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+    for output in errors:
+        if output.get("ename") == "CellTimeoutError":
+            return output
+    return errors[0] if errors else None
+
+
+def read_journal(path: Path) -> list[dict]:
+    events = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                events.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+    return events
+
+
+def running_cell(events: list[dict]) -> dict | None:
+    """The cell that started and never ended (where the process died), if any."""
+    open_cells = {}
+    for event in events:
+        if event.get("event") == "start":
+            open_cells[event["index"]] = event
+        elif event.get("event") == "end":
+            open_cells.pop(event["index"], None)
+    return max(open_cells.values(), key=lambda e: e["index"]) if open_cells else None
+
+
+def _graded_cells(release: repair_mod.Release) -> list[tuple[str, dict, str]]:
+    result = []
+    for cell in release.notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade"):
+            kind = "manual" if meta.get("solution") else "auto"
+            result.append((meta["grade_id"], meta, kind))
+    return result
+
+
+def _score_from_gradebook(db: Path, assignment: str, student: str) -> dict[str, dict]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{db}") as gradebook:
+        notebook = gradebook.find_submission_notebook(assignment, assignment, student)
+        return {grade.name: grade.to_dict() for grade in notebook.grades}
+
+
+def build_cells(template: Template, assignment: str, grades: dict[str, dict] | None,
+                autograded_nb, journal: list[dict], timeout_s: int,
+                verdicts: dict | None = None) -> list[CellResult]:
+    """Per graded cell: points, score and a message that teaches without leaking tests.
+
+    ``grades`` (from the gradebook) is None when nbgrader did not finish (wall clock, memory,
+    a crash on the last attempt): ``verdicts`` then holds the judge's verdicts on the evidence
+    the notebook left (:func:`judge_leftovers`); a cell without evidence scores 0.
+    """
+    release = template.release(assignment)
+    hidden = template.hidden_lines[assignment]
+    headings = template.headings[assignment]
+    outputs_by_id = {}
+    if autograded_nb is not None:
+        for cell in autograded_nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid:
+                outputs_by_id[gid] = cell
+    ended = {e["grade_id"]: e for e in journal if e.get("event") == "end" and e.get("grade_id")}
+    cells = []
+    for gid, meta, kind in _graded_cells(release):
+        points = float(meta.get("points", 0))
+        heading = headings.get(gid, "")
+        if kind == "manual":
+            grade = (grades or {}).get(gid, {})
+            if grades is not None and grade.get("auto_score") == 0 and not grade.get("needs_manual_grade"):
+                cells.append(CellResult(gid, heading, kind, points, 0.0, "no_answer",
+                                        "no answer given"))
+            else:
+                cells.append(CellResult(gid, heading, kind, points, None, "manual",
+                                        "to be graded by hand"))
+            continue
+        event = ended.get(gid, {})
+        stderr_note = (" (your code wrote to stderr while this check ran; that is ignored)"
+                       if event.get("stderr") else "")
+        if grades is not None:
+            score = grades.get(gid, {}).get("auto_score")
+            score = 0.0 if score is None else float(score)
+        elif (verdicts or {}).get(gid) is not None:  # stopped early: the judge on the evidence
+            verdict = verdicts[gid]
+            score = (points if verdict.score is None else min(points, verdict.score)) \
+                if verdict.passed else 0.0
+            outcome = "passed" if verdict.passed else "failed"
+            cells.append(CellResult(gid, heading, kind, points, score, outcome,
+                                    "passed" if verdict.passed else verdict.message))
+            continue
+        elif event:
+            outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
+            cells.append(CellResult(gid, heading, kind, points, 0.0, outcome,
+                                    f"did not finish ({event.get('error') or 'no result'})"))
+            continue
+        else:
+            cells.append(CellResult(gid, heading, kind, points, 0.0, "not_run",
+                                    "not run: grading stopped before this cell"))
+            continue
+        cell = outputs_by_id.get(gid)
+        error = pick_error(cell) if cell is not None else None
+        if score >= points:
+            cells.append(CellResult(gid, heading, kind, points, score, "passed", "passed" + stderr_note))
+        elif error is not None:
+            visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
+            outcome, message = _error_message(error, hidden, timeout_s, visible)
+            cells.append(CellResult(gid, heading, kind, points, score, outcome, message))
+        elif event.get("error"):
+            cells.append(CellResult(gid, heading, kind, points, score, "failed", event["error"]))
+        elif score > 0:
+            cells.append(CellResult(gid, heading, kind, points, score, "partial", "partial credit"))
+        elif event.get("stderr"):
+            cells.append(CellResult(gid, heading, kind, points, score, "failed",
+                                    "wrote to stderr, which nbgrader counts as a failure"))
+        else:
+            cells.append(CellResult(gid, heading, kind, points, score, "failed", "no credit"))
+    return cells
+
+
+def code_errors(autograded_nb, hidden: list[str], timeout_s: int) -> list[dict]:
+    """Errors raised by the student's own cells (answers and added cells), type and message."""
+    found = []
+    if autograded_nb is None:
+        return found
+    for index, cell in enumerate(autograded_nb.cells):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") and not meta.get("solution"):
+            continue  # test cells are reported per graded cell
+        error = pick_error(cell)
+        if error is None:
+            continue
+        where = meta.get("grade_id") or f"cell {index + 1}"
+        if meta.get("solution"):
+            kind = "answer cell"
+        elif meta.get("locked"):
+            kind = "instructor cell"
+        else:
+            kind = "cell"
+        ename = error.get("ename") or "Error"
+        if not isinstance(ename, str) or not _EXCEPTION_NAME.match(ename):
+            ename = "Error"
+        if ename == "CellTimeoutError":
+            message = f"interrupted: still running after the {timeout_s} s per-cell limit"
+        elif ename in _GRADER_ERRORS:
+            message = _GRADER_ERRORS[ename][1]
+        else:  # the exception's name only: its message is the student code's text
+            message = ename
+        found.append({"cell": where, "kind": kind, "ename": ename, "message": message})
+    return found

@@ -161,6 +161,11 @@ def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path)
         building.mkdir(parents=True)
         try:
             course_mod.copy_sources(course_root, assignment_ids, building)
+            # the same Colab badge and install line as the students' release (locked cells)
+            from . import identity, release
+
+            release.substitute_identity(building / course_mod.SOURCE_DIR,
+                                        identity.load(course_root=course_root))
             # the config names the final location: gradebook paths are not stored in it
             (building / "nbgrader_config.py").write_text(course_config_text(building, None))
             course_mod.run_nbgrader(

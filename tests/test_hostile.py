@@ -131,6 +131,8 @@ def test_controls(attacked):
     assert _scores(records["solution"]) == TOY_POINTS
     assert _scores(records["victim"]) == TOY_POINTS
     assert _scores(records["blank"]) == ZERO
+    # the trusted warm-up ran the reference solution first (and it scored full marks)
+    assert [(r.assignment, r.score) for r in attacked["result"].references] == [("toy", 6.0)]
 
 
 @pytest.mark.parametrize(

@@ -66,10 +66,8 @@ def _close_relative(actual, expected, tol: float = 1e-4) -> bool:
 
 
 def reference_backbone(model: nn.Module) -> nn.Module:
-    """The reference backbone of ``model``: ``featurelab.backbones.cut(model, ..., "features")``."""
-    from featurelab.backbones import cut
-
-    return cut(model, BACKBONE, "features")
+    """The reference backbone of ``model``: ``model.features`` (the same instance), in eval mode."""
+    return model.features.eval()
 
 
 # --------------------------------------------------------------------------- exercise 1
@@ -913,23 +911,30 @@ def judge_head_accuracy(evidence, probes, context) -> None:
     test_set = _dataset(context, "test")
     n = len(test_set)
     shape = evidence.list("test_features_shape", "test_features.shape")
-    if shape != [n, *FEATURE_SHAPE]:
-        raise Failed(f"test_features: expected shape {(n, *FEATURE_SHAPE)}, got {tuple(shape)}")
+    # FEATURE_STORAGE: "maps" (N, 960, 7, 7), or "pooled" (N, 960) = the maps' mean over 7x7
+    pooled = shape == [n, FEATURE_SHAPE[0]]
+    feature_shape = (FEATURE_SHAPE[0],) if pooled else FEATURE_SHAPE
+    if shape != [n, *feature_shape]:
+        raise Failed(f"test_features: expected shape {(n, *FEATURE_SHAPE)} (or {(n, FEATURE_SHAPE[0])} "
+                     f"pooled), got {tuple(shape)}")
     labels = evidence.array("test_labels", "test_labels")
     if labels.shape != (n,) or labels.tolist() != list(test_set.targets):
         raise Failed("test_labels do not match the dataset's targets (order or values)")
     k = min(4, n)
-    first = evidence.array("test_features_first", "test_features[:4]", shape=(k, *FEATURE_SHAPE))
+    first = evidence.array("test_features_first", "test_features[:4]", shape=(k, *feature_shape))
     images = torch.stack([test_set[i][0] for i in range(k)])
-    error = _relative_error(first, _backbone_features(context.profile, images))
+    expected = _backbone_features(context.profile, images)
+    if pooled:
+        expected = expected.mean(dim=(2, 3))
+    error = _relative_error(first, expected)
     if not error < 5e-2:
         raise Failed("test features differ from an eval-mode extraction of the test images")
     truth = probes.private["heldout_labels"]
     logits = as_array(evidence.get("heldout_logits", "head(held-back features)"),
                       "head(held-back features)")
     if logits.shape not in ((len(truth), 1), (len(truth),)) or not np.all(np.isfinite(logits)):
-        raise Failed(f"the head must map (N, 960, 7, 7) features to (N, 1) logits, got "
-                     f"{logits.shape} for N = {len(truth)}")
+        raise Failed(f"the head must map {(len(truth), *feature_shape)} features to (N, 1) logits, "
+                     f"got {logits.shape} for N = {len(truth)}")
     heldout_accuracy = float(np.mean((logits.reshape(-1) > 0).astype(np.int64) == truth))
     context.metric("accuracy", heldout_accuracy)
     minimum = context.threshold("accuracy")

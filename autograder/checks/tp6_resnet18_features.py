@@ -1,8 +1,8 @@
 """Reference checks for TP6 (ResNet-18 intermediate features).
 
-The reference features are computed by running a ResNet's top-level children in order, which
-is exactly what ``featurelab.backbones.cut(model, "resnet18", "layer4")`` does, re-implemented
-here so that a submission cannot reach the reference through the student package. Inner nodes
+The reference features are computed by running a ResNet's top-level children in order (what
+``build_trunk(model, output_layer)`` of Exercise 1 must compute), implemented here so that the
+reference never depends on the student package. Inner nodes
 (e.g. ``layer4.1.conv1``) are read with a forward hook of the reference's own.
 
 Grading: the notebook's hidden regions are evidence collectors; ``make_probes`` and ``JUDGES``
@@ -174,6 +174,9 @@ JUDGE_RTOL = 1e-4
 _EXTRA_NODES = ("maxpool", "layer1.0.conv1", "layer1.1", "layer2.0.bn2", "layer2.1.conv2",
                 "layer3.0.downsample.0", "layer3.1.bn1", "layer4.0", "layer4.1.conv1")
 _BN_NAMES: list[tuple[str, int]] = []
+# Cut points of Exercise 1 before layer4 (``ex1/cases``: one of these on "model", then layer2 or
+# layer3 on "other").
+_EARLY_CUTS = ("relu", "maxpool", "layer1", "layer2", "layer3")
 
 
 def _bn_layers() -> list[tuple[str, int]]:
@@ -222,7 +225,12 @@ def make_probes(seed: int, profile: str):
     for i, (m, _) in enumerate(maps):
         arrays[f"ex5/maps{i}"] = m
     extra2, extra3 = rng.choice(len(_EXTRA_NODES), size=2, replace=False)
+    # Exercise 1, output_layer: two cut points before layer4 (one on the "other" network) and a
+    # name that is not a top-level child (an inner module's qualified name, or no module at all).
+    early, middle = rng.choice(_EARLY_CUTS), rng.choice(["layer2", "layer3"])
     values = {
+        "ex1/cases": [["model", str(early)], ["other", str(middle)]],
+        "ex1/unknown": str(rng.choice(["layer5", "layer3.1", "head", "layer4.0.conv1"])),
         "ex2/cases": [["model", "layer4"], ["model", "layer3"], ["model", "layer1"],
                       ["model", _EXTRA_NODES[extra2]], ["other", "layer4"]],
         "ex3/cases": [["model", "layer4"], ["model", "layer2"], ["model", "layer3.1.conv2"],
@@ -326,6 +334,35 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
                 if network == "other" else f"on a batch of shape {tuple(x.shape)}"
             raise Failed(f"build_trunk(network) differs from layer4's output {where} (check the "
                          "order of the children and that nothing is left out)")
+    shape3 = as_array(evidence.get("layer3_shape", 'build_trunk(model, output_layer="layer3")'),
+                      'build_trunk(model, output_layer="layer3")(image_batch).shape')
+    if shape3.tolist() != [1, 256, 14, 14]:
+        raise Failed('build_trunk(model, output_layer="layer3") must output (1, 256, 14, 14)')
+    results = evidence.list("cuts", "build_trunk(network, output_layer=...) on the probes")
+    cases = probes.values["ex1/cases"]
+    if len(results) != len(cases):
+        raise Failed("build_trunk(network, output_layer=...): results missing")
+    x = _probe(probes, "probe/x")
+    for (network, layer), result in zip(cases, results, strict=True):
+        what = f"build_trunk(network, output_layer={layer!r})"
+        info = check_value(result, what)
+        if not isinstance(info, dict):
+            raise Failed(f"{what} could not be checked")
+        expected_names = list(STAGES[: STAGES.index(layer) + 1])
+        if info.get("names") != expected_names:
+            raise Failed(f"{what} must keep the children from conv1 up to and including {layer}, "
+                         "with their names")
+        if info.get("shares") is not True:
+            raise Failed(f"{what} must reuse the network's parameters, not copies")
+        if info.get("training") is not False:
+            raise Failed(f"{what}: return the trunk in eval mode")
+        actual = as_array(info.get("output"), what + "(probe)")
+        if not _same_features(actual, features_until(networks[network], layer, x)):
+            where = " on a network whose batch norms are far from the identity" \
+                if network == "other" else ""
+            raise Failed(f"{what} differs from the output of {layer}{where}")
+    if evidence.get("unknown", "build_trunk with an unknown output_layer") != "ValueError":
+        raise Failed("an output_layer that is not a child of the model must raise ValueError")
 
 
 def judge_ex2_hook(evidence, probes, context) -> None:

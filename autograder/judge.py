@@ -23,6 +23,7 @@ import math
 import random
 import re
 import traceback
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -248,13 +249,18 @@ def load_evidence(folder: Path, grade_id: str) -> Evidence | None:
             if npz_path.stat().st_size > MAX_NPZ_BYTES:
                 log.warning("evidence %s: arrays too large", grade_id)
                 return None
+            with zipfile.ZipFile(npz_path) as archive:  # a zip bomb is refused unopened
+                members = archive.infolist()
+                if len(members) > 10_000 or sum(m.file_size for m in members) > MAX_NPZ_BYTES:
+                    log.warning("evidence %s: arrays too large once decompressed", grade_id)
+                    return None
             with np.load(npz_path, allow_pickle=False) as data:
                 for name in data.files[:10_000]:
                     array = data[name]
                     if array.dtype.kind not in "biuf" or array.size > MAX_ARRAY_ELEMENTS:
                         continue
                     arrays[name] = array
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError, zipfile.BadZipFile) as error:
         log.warning("evidence %s unreadable: %s", grade_id, type(error).__name__)
         return None
     try:

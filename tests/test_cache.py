@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, Subset, TensorDataset
 from torchvision import datasets, models
 from torchvision.transforms import v2
 
-from featurelab import backbones, cache, features
+from autograder.checks import references
+from featurelab import cache, features
 from featurelab import fingerprint as fingerprinting
 from tests.data import images
 
@@ -360,7 +361,7 @@ class VGG16relu7(nn.Module):
 def test_student_vgg16relu7_hits_the_entry_of_the_reference_cut(cache_dir, record_property):
     torch.manual_seed(0)
     vgg = models.vgg16(weights=None).eval()
-    reference = backbones.cut(vgg, "vgg16", "relu7")
+    reference = references.cut(vgg, "vgg16", "relu7")
     student = VGG16relu7(vgg).eval()
     start = time.perf_counter()
     fingerprint = fingerprinting.fingerprint_module(reference)
@@ -376,7 +377,7 @@ def test_student_vgg16relu7_hits_the_entry_of_the_reference_cut(cache_dir, recor
     got, labels = features.extract(student, dataset, progress=False)
     assert calls == [1]  # the probe only: served from the reference's entry
     assert torch.equal(got, expected) and labels.tolist() == [3, 7]
-    fc7 = backbones.cut(vgg, "vgg16", "fc7")  # one layer less (no ReLU): another entry
+    fc7 = references.cut(vgg, "vgg16", "fc7")  # one layer less (no ReLU): another entry
     assert fingerprinting.fingerprint_module(fc7) != fingerprint
 
 

@@ -211,3 +211,16 @@ def test_only_valid_entries_of_a_trusted_run_reach_the_shared_cache(tmp_path):
     assert not cache.entry_path(shared, bad).exists()
     assert cache.load(shared, kept)[0].sum() == 4  # not overwritten by the run's entry
     assert grading.promote_cache_entries(tmp_path / "missing", shared) == 0
+
+
+def test_an_evidence_zip_bomb_is_refused_unopened(tmp_path, monkeypatch):
+    import zipfile
+
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    (folder / "test_b.json").write_text(json.dumps({"x": {"__array__": "a0"}}))
+    with zipfile.ZipFile(folder / "test_b.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a0.npy", b"\0" * (4 * 2**20))  # 4 MiB of zeros: a few KiB on disk
+    monkeypatch.setattr(judge, "MAX_NPZ_BYTES", 2**20)
+    assert (folder / "test_b.npz").stat().st_size < 2**20
+    assert judge.load_evidence(folder, "test_b") is None

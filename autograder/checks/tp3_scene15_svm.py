@@ -59,7 +59,7 @@ def reference_to_three_channels(grey: torch.Tensor) -> torch.Tensor:
 
 def reference_relu7(model: nn.Module) -> nn.Module:
     """The reference relu7 extractor on ``model`` (shares its parameters)."""
-    from featurelab.backbones import cut
+    from autograder.checks.references import cut
 
     return cut(model, "vgg16", "relu7")
 

@@ -46,7 +46,7 @@ def probe_images(n: int = 2, size: int = 224, seed: int = PROBE_SEED) -> torch.T
 
 def reference_extractor(model: nn.Module, point: str) -> nn.Module:
     """VGG16 ``model`` cut at ``point`` (pool5, fc6, fc7, relu7, logits), sharing parameters."""
-    from featurelab.backbones import cut
+    from autograder.checks.references import cut
 
     return cut(model, "vgg16", point)
 

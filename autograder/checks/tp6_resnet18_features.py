@@ -170,9 +170,11 @@ def activation_probes() -> list[tuple[torch.Tensor, int]]:
 # relative to the largest value of the reference (random-initialised features are tiny).
 JUDGE_RTOL = 1e-4
 # Graph nodes that run once per forward pass (a block's ReLU module runs twice): candidates
-# for the extra node of Exercises 2 and 3.
-_EXTRA_NODES = ("maxpool", "layer1.0.conv1", "layer1.1", "layer2.0.bn2", "layer2.1.conv2",
-                "layer3.0.downsample.0", "layer3.1.bn1", "layer4.0", "layer4.1.conv1")
+# for the extra node of Exercises 2 and 3. No block's bn1/bn2: their output is modified in place
+# later in the block (``relu(inplace=True)``, ``out += identity``), so a correct hook that keeps
+# the output without cloning it (as Exercise 2 asks) would not see the node's output.
+_EXTRA_NODES = ("maxpool", "layer1.0.conv1", "layer1.1", "layer2.0.conv2", "layer2.1.conv2",
+                "layer3.0.downsample.0", "layer3.1.conv1", "layer4.0", "layer4.1.conv1")
 _BN_NAMES: list[tuple[str, int]] = []
 # Cut points of Exercise 1 before layer4 (``ex1/cases``: one of these on "model", then layer2 or
 # layer3 on "other").

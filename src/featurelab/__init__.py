@@ -4,13 +4,13 @@
 
 * ``fl.profiles``  full / grading / smoke: data sizes, weights policy, thresholds
 * ``fl.data``      dataset registry, downloads with checksums, loaders, tiny fixtures
-* ``fl.backbones`` pretrained VGG16 / MobileNetV3-Large / ResNet-18 with their cut points
+* ``fl.backbones`` pretrained VGG16 / MobileNetV3-Large / ResNet-18, offline weights policy
 * ``fl.features``  fast batched feature extraction with an on-disk cache
-* ``fl.metrics``   clustering accuracy (Hungarian), NMI, ARI, confusion matrix
+* ``fl.metrics``   NMI, ARI, confusion matrix, accuracy
 * ``fl.plots``     image grids, feature maps, training curves, confusion matrices
-* ``fl.train``     a small Trainer for classification heads
 * ``fl.device``    automatic device choice (cuda > mps > cpu)
 
+No helper answers a graded exercise (the references live on the instructor side).
 Submodules are imported lazily so that ``import featurelab`` stays cheap.
 """
 
@@ -29,7 +29,6 @@ _SUBMODULES = (
     "plots",
     "profiles",
     "reporting",
-    "train",
 )
 
 

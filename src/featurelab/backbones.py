@@ -1,4 +1,4 @@
-"""Pretrained backbones: name -> (model, weights, preprocessing, cut points, feature shapes).
+"""Pretrained backbones: name -> (model, weights, preprocessing, feature shapes at cut points).
 
 Always the torchvision weights API (``VGG16_Weights.IMAGENET1K_V1`` ...). The offline policy
 (DESIGN.md):
@@ -12,19 +12,19 @@ Always the torchvision weights API (``VGG16_Weights.IMAGENET1K_V1`` ...). The of
 The weights *enum* is returned in every case: its metadata (``categories``, ``transforms()``,
 parameter counts) needs no download.
 
-Cut points (all on the standard 224x224 input):
+Feature shapes at the cut points the TPs use, on the standard 224x224 input (how to cut a
+network is what the TPs teach: this package does not do it for you):
 
-=================== ======================================== ===================
-backbone / cut      module                                    output per image
-=================== ======================================== ===================
-vgg16 pool5         features + avgpool + flatten              (25088,) = 512x7x7
-vgg16 fc6           ... + classifier[:1]                      (4096,)
-vgg16 fc7           ... + classifier[:4]  (fc7, before ReLU)   (4096,)
-vgg16 relu7         ... + classifier[:5]  (= classifier[:-2])  (4096,)
-vgg16 logits        the whole network                         (1000,)
-mobilenet features  model.features                            (960, 7, 7)
-resnet18 layer4     conv1 ... layer4                          (512, 7, 7)
-=================== ======================================== ===================
+=================== ===================
+backbone / cut      output per image
+=================== ===================
+vgg16 pool5         (25088,) = 512x7x7
+vgg16 fc6, fc7      (4096,)
+vgg16 relu7         (4096,)
+vgg16 logits        (1000,)
+mobilenet features  (960, 7, 7)
+resnet18 layer4     (512, 7, 7)
+=================== ===================
 """
 
 from __future__ import annotations
@@ -191,61 +191,6 @@ def _random_model(bspec: BackboneSpec) -> nn.Module:
             for norm in norms:
                 norm.momentum = 0.1
         return model.eval()
-
-
-class ResNetTrunk(nn.Sequential):
-    """ResNet up to ``layer4`` (no pooling, no fc): ``(N, 3, H, W) -> (N, 512, H/32, W/32)``."""
-
-    def __init__(self, resnet: models.ResNet):
-        super().__init__(
-            resnet.conv1,
-            resnet.bn1,
-            resnet.relu,
-            resnet.maxpool,
-            resnet.layer1,
-            resnet.layer2,
-            resnet.layer3,
-            resnet.layer4,
-        )
-
-
-def cut(model: nn.Module, name: str, point: str) -> nn.Module:
-    """Return the part of backbone ``model`` (named ``name``) up to cut ``point``.
-
-    The returned module shares its parameters with ``model`` (no copy) and is in eval mode.
-    Shapes per image are listed in the module docstring, e.g. ``vgg16``/``relu7``:
-    ``(N, 3, 224, 224) -> (N, 4096)``.
-    """
-    bspec = spec(name)
-    if point not in bspec.cut_points:
-        raise ValueError(
-            f"{name} has no cut point {point!r}; choose one of {', '.join(bspec.cut_points)}"
-        )
-    if point == "logits":
-        part: nn.Module = model
-    elif name == "vgg16":
-        stop = {"pool5": 0, "fc6": 1, "fc7": 4, "relu7": 5}[point]
-        part = nn.Sequential(
-            model.features, model.avgpool, nn.Flatten(1), *list(model.classifier[:stop])
-        )
-    elif name == "mobilenet_v3_large":
-        part = model.features
-    else:  # resnet18 layer4
-        part = ResNetTrunk(model)
-    return part.eval()
-
-
-def load_feature_extractor(
-    name: str, point: str, profile: str | None = None
-) -> tuple[nn.Module, models.WeightsEnum, bool]:
-    """``load_model`` then ``cut``: returns ``(extractor, weights, is_pretrained)``."""
-    model, weights, pretrained = load_model(name, profile)
-    return cut(model, name, point), weights, pretrained
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters of ``module`` (optionally only those requiring grad)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def preprocessing(name: str) -> Callable:

@@ -5,23 +5,23 @@
     from featurelab import backbones, data, features
 
     model, weights, _ = backbones.load_model("vgg16")          # already in eval mode
-    relu7 = backbones.cut(model, "vgg16", "relu7")             # (N, 3, 224, 224) -> (N, 4096)
+    extractor = ...  # your nn.Module (the TPs build them): (N, 3, 224, 224) -> (N, D)
     train = data.load_scene15("train", transform=weights.transforms())
-    X_train, y_train = features.extract(relu7, train)          # (1500, 4096), (1500,)
+    X_train, y_train = features.extract(extractor, train)      # (1500, D), (1500,)
 
     # CIFAR-10: decode the 32x32 images only, upsample whole batches to 224 on the device
     from torchvision.transforms import v2
     to_tensor = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                             v2.Normalize(mean=weights.transforms().mean, std=weights.transforms().std)])
     cifar = data.load_cifar10(train=False, transform=to_tensor)
-    X, y = features.extract(relu7, cifar, resize=224)
+    X, y = features.extract(extractor, cifar, resize=224)
 
 What :func:`extract` does and does not do
 -----------------------------------------
 * **Train/eval mode: never touched.** ``extract`` runs the model in the mode it is in. The
   course teaches that ``model.eval()`` matters (dropout makes features random, batch norm in
   train mode uses batch statistics): call it yourself (``backbones.load_model`` and
-  ``backbones.cut`` return eval-mode modules). A model with any submodule in training mode
+  returns an eval-mode model). A model with any submodule in training mode
   is never served from, nor written to, the cache: its features are recomputed every call.
 * **No lasting side effects on the model.** It is moved to ``device`` and its 4-D weights
   converted to ``channels_last`` for the run, then moved and converted back (the same
@@ -81,7 +81,7 @@ costs one warning, not an error. A hit is reported ("N rows from the feature cac
 the ``featurelab`` logger when ``progress=True``. The key (:mod:`featurelab.fingerprint`)
 fingerprints what the module
 computes (weights and function, not its name: a hand-written ``VGG16relu7`` equal to
-``backbones.cut(vgg, "vgg16", "relu7")`` shares its entry), the data (file list, labels,
+an ``nn.Sequential`` of the same layers shares its entry), the data (file list, labels,
 sizes, mtimes, transform), the device type, autocast dtype, ``resize``, ``pool`` and the
 torch/torchvision versions. Batch size, workers, ``channels_last`` and batch-norm folding are
 not in the key (they change results only by float rounding, ~1e-6 to 1e-5). A cache hit

@@ -7,9 +7,8 @@ only knows the file format). The key (SHA-256, hex, :func:`make_key`) covers:
   of its parameter and buffer values (each tensor hashed from its raw bytes, names and
   registration order ignored) plus the bytes of its output on a fixed random probe batch of
   the real input shape. Two modules that hold the same tensors and compute the same thing hit
-  the same entry, e.g. a student's ``VGG16relu7(nn.Module)`` subclass (features + avgpool +
-  flatten + ``classifier[:5]``) and ``featurelab.backbones.cut(vgg, "vgg16", "relu7")`` (an
-  ``nn.Sequential``). A structural hash (module types and ``extra_repr``) cannot do that
+  the same entry, e.g. a student's ``nn.Module`` subclass and an ``nn.Sequential`` of the
+  same layers. A structural hash (module types and ``extra_repr``) cannot do that
   safely: a ResNet ``BasicBlock`` and an ``nn.Sequential`` of the same layers hold the same
   leaves yet compute different things (the residual addition lives in ``forward``); the
   probe output tells them apart, the parameter values tell apart weights the probe might
@@ -227,7 +226,7 @@ def fingerprint_module(module: nn.Module, input_shape: tuple[int, ...] = (3, 224
     the probe: batch norm in train mode would update its running statistics).
 
     Equal for two modules with the same tensors and the same function on the same device
-    (e.g. a hand-written ``VGG16relu7`` and ``backbones.cut(vgg, "vgg16", "relu7")``);
+    (e.g. a hand-written ``VGG16relu7`` and an ``nn.Sequential`` of the same layers);
     different when a weight, the structure or the mode changes. Costs one forward pass of
     1 image plus hashing the parameters: 0.45 s for VGG16 (138 M parameters) on 2 CPU cores.
     The probe output is remembered per module object while its weight digests and

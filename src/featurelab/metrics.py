@@ -1,4 +1,7 @@
-"""Evaluation metrics: clustering accuracy (Hungarian matching), NMI, ARI, confusion matrix.
+"""Evaluation metrics: NMI, ARI, confusion matrix, accuracy.
+
+Clustering accuracy with Hungarian matching is an exercise of TP5 (the reference lives on the
+instructor side, in ``autograder/checks/references.py``).
 
 Labels are 1-D integer sequences of equal length ``N`` (lists, numpy arrays or tensors).
 """
@@ -6,7 +9,6 @@ Labels are 1-D integer sequences of equal length ``N`` (lists, numpy arrays or t
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 
@@ -48,23 +50,6 @@ def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarr
     return matrix
 
 
-def cluster_accuracy(y_true, y_pred) -> float:
-    """Accuracy of a clustering after the best one-to-one matching of clusters to classes.
-
-    The matching maximises the number of agreements (Hungarian algorithm on the
-    cluster x class contingency table), so renaming the clusters does not change the score.
-    With more clusters than classes, unmatched clusters count as errors.
-    """
-    true, pred = _pair(y_true, y_pred)
-    _, true_idx = np.unique(true, return_inverse=True)
-    _, pred_idx = np.unique(pred, return_inverse=True)
-    size = max(true_idx.max(), pred_idx.max()) + 1
-    contingency = np.zeros((size, size), dtype=np.int64)
-    np.add.at(contingency, (pred_idx, true_idx), 1)
-    rows, cols = linear_sum_assignment(contingency, maximize=True)
-    return float(contingency[rows, cols].sum() / true.size)
-
-
 def nmi(y_true, y_pred) -> float:
     """Normalised mutual information (arithmetic normalisation, as scikit-learn)."""
     true, pred = _pair(y_true, y_pred)
@@ -75,15 +60,6 @@ def ari(y_true, y_pred) -> float:
     """Adjusted Rand index (0 for random labellings, 1 for identical partitions)."""
     true, pred = _pair(y_true, y_pred)
     return float(adjusted_rand_score(true, pred))
-
-
-def clustering_report(y_true, y_pred) -> dict[str, float]:
-    """``{"acc": cluster_accuracy, "nmi": nmi, "ari": ari}`` for one clustering."""
-    return {
-        "acc": cluster_accuracy(y_true, y_pred),
-        "nmi": nmi(y_true, y_pred),
-        "ari": ari(y_true, y_pred),
-    }
 
 
 def accuracy(y_true, y_pred) -> float:

@@ -193,7 +193,7 @@ def plot_history(
     """Loss and accuracy curves per epoch from a history dict.
 
     Keys ``loss``/``val_loss`` go to the left panel, ``acc``/``val_acc`` to the right one
-    (missing keys are skipped), as :meth:`featurelab.train.Trainer.fit` returns them.
+    (missing keys are skipped): ``{"loss": [...], "val_loss": [...], "acc": [...], ...}``.
     """
     panels = [("loss", ("loss", "val_loss")), ("accuracy", ("acc", "val_acc"))]
     present = [(name, [k for k in keys if history.get(k)]) for name, keys in panels]

@@ -161,6 +161,8 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
         "--new-session",
     ]
     args += _system_binds()
+    # /tmp first: a checkout, a venv or data under /tmp are bound on top of it, not hidden by it
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
     binds = [*spec.ro_binds, (str(RUNNER_DIR), SANDBOX_RUNNER)]
     made = {"/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin", "/lib32", "/tmp", "/proc", "/dev"}
     for _host, inside in binds:
@@ -175,12 +177,6 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
         "--bind",
         str(spec.scratch),
         SCRATCH,
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--tmpfs",
-        "/tmp",
         "--chdir",
         SCRATCH,
         "--clearenv",

@@ -150,10 +150,13 @@ def test_outside_the_grader_collectors_do_nothing(tmp_path, monkeypatch):
 def test_the_sandbox_sees_only_what_it_is_given(tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("reference answers")
+    shared = tmp_path / "given"  # under /tmp, like a checkout or a venv may be: still visible
+    shared.mkdir()
+    (shared / "data.txt").write_text("images")
     scratch = tmp_path / "scratch"
     spec = jail.JailSpec(
         scratch=scratch,
-        ro_binds=tuple(jail.python_binds()),
+        ro_binds=(*jail.python_binds(), (str(shared), str(shared))),
         env={"HOME": "/scratch", "PATH": "/usr/bin:/bin"},
     )
     jail.prepare_scratch(spec)
@@ -168,6 +171,7 @@ try:
     socket.create_connection(("127.0.0.1", 22), timeout=1); report["net"] = True
 except OSError:
     report["net"] = False
+report["given"] = open({str(shared / "data.txt")!r}).read()
 report["repo"] = os.path.exists({str(jail.RUNNER_DIR.parent.parent / "solutions")!r})
 try:
     import autograder; report["autograder"] = True
@@ -189,6 +193,7 @@ print(json.dumps(report))
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["secret"] is False and report["net"] is False and report["repo"] is False
     assert report["autograder"] is False and report["featurelab"] is True
+    assert report["given"] == "images"
     assert report["pid"] < 10  # its own PID namespace
     if os.geteuid() == 0:
         assert report["uid"] == spec.uid != 0

@@ -587,6 +587,16 @@ def grade_batch(
     from . import jail, judge
 
     jail.require_jail(options.insecure)
+    if not options.insecure:
+        from featurelab.data import data_root
+
+        torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
+        unreadable = jail.unreadable_for_sandbox([str(data_root()), str(torch_home)])
+        if unreadable:
+            raise AutograderError(
+                "the grading sandbox runs as an unprivileged user that cannot read "
+                + ", ".join(unreadable) + ": make them readable (chmod o+rx on the folder, "
+                "o+r on the files), or move the data/weights elsewhere")
     if options.insecure:
         import sys
 

@@ -107,6 +107,22 @@ def require_jail(insecure: bool) -> None:
         )
 
 
+def unreadable_for_sandbox(paths: list[str]) -> list[str]:
+    """The folders among ``paths`` that a sandbox with a uid of its own cannot read (not
+    world-readable and traversable): it would see them mounted but empty-handed."""
+    if os.geteuid() != 0:
+        return []  # a user namespace runs as the grader's own user
+    bad = []
+    for path in paths:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & 0o005 != 0o005:
+            bad.append(path)
+    return bad
+
+
 def python_binds() -> list[tuple[str, str]]:
     """Read-only mounts the sandbox's Python needs: the installation, the virtual environment
     and the ``featurelab`` package (an editable install points outside site-packages)."""

@@ -23,6 +23,7 @@ def fixture_root(tmp_path_factory) -> Path:
     from featurelab.data import ensure_fixtures
 
     root = tmp_path_factory.mktemp("data") / "fixtures"
+    root.parent.chmod(0o755)  # pytest makes 0700 folders: the grading sandbox's user reads it
     ensure_fixtures(root)
     return root
 

@@ -229,3 +229,14 @@ def test_an_evidence_zip_bomb_is_refused_unopened(tmp_path, monkeypatch):
     monkeypatch.setattr(judge, "MAX_NPZ_BYTES", 2**20)
     assert (folder / "test_b.npz").stat().st_size < 2**20
     assert judge.load_evidence(folder, "test_b") is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader gives the sandbox its own uid")
+def test_folders_the_sandbox_user_cannot_read_are_named(tmp_path):
+    private, shared = tmp_path / "private", tmp_path / "shared"
+    private.mkdir(mode=0o700)
+    shared.mkdir(mode=0o755)
+    private.chmod(0o700)
+    assert jail.unreadable_for_sandbox([str(private), str(shared), str(tmp_path / "no")]) == [
+        str(private)
+    ]

@@ -1,6 +1,6 @@
 # Thin targets over the project's own commands. Every target sets up what it needs, once.
 #   make demo   - offline demo: fixtures, release, grade a handful of submissions (smoke profile)
-#   make test   - the whole test suite (what CI runs)
+#   make test   - lint (ruff check + ruff format --check) then the whole test suite (what CI runs)
 #   make edition - the student repository in build/student-edition (README, Instructors)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) sandbox-tools
 	$(PY) -m autograder demo
 
-test: $(STAMP) sandbox-tools
+test: $(STAMP) sandbox-tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 release: $(STAMP)
@@ -56,7 +56,8 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src autograder data_scripts tests bench
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf submitted autograded feedback gradebook.db demo build .pytest_cache

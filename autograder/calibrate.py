@@ -37,8 +37,9 @@ DEFAULT_MARGIN = 0.05
 CALIBRATED_PROFILES = ("grading", "full")
 
 
-def uncalibrated(assignments: list[str] | None, profile: str,
-                 thresholds_file: Path | None = None) -> list[str]:
+def uncalibrated(
+    assignments: list[str] | None, profile: str, thresholds_file: Path | None = None
+) -> list[str]:
     """One line per threshold of ``profile`` never measured by ``calibrate`` (empty: all measured).
 
     ``assignments``: the ones to look at (``None``: every assignment of the thresholds file).
@@ -53,20 +54,31 @@ def uncalibrated(assignments: list[str] | None, profile: str,
             if not isinstance(entry, dict) or entry.get("calibrated") is True:
                 continue
             reference = entry.get("reference")
-            found.append(f"{assignment} [{profile}] {metric}: threshold {entry.get('threshold')} "
-                         + ("(no reference value)" if reference is None
-                            else f"(default reference {reference}, not measured here)"))
+            found.append(
+                f"{assignment} [{profile}] {metric}: threshold {entry.get('threshold')} "
+                + (
+                    "(no reference value)"
+                    if reference is None
+                    else f"(default reference {reference}, not measured here)"
+                )
+            )
     return found
 
 
 def how_to_calibrate(profile: str) -> str:
-    return (f"run `python -m autograder calibrate --profile {profile}` once, on a machine with "
-            "the pretrained weights and the datasets (it grades the solutions and records their "
-            "metrics in autograder/thresholds.json)")
+    return (
+        f"run `python -m autograder calibrate --profile {profile}` once, on a machine with "
+        "the pretrained weights and the datasets (it grades the solutions and records their "
+        "metrics in autograder/thresholds.json)"
+    )
 
 
-def require_calibrated(course_root: Path, profile: str, assignments: list[str] | None = None,
-                       thresholds_file: Path | None = None) -> None:
+def require_calibrated(
+    course_root: Path,
+    profile: str,
+    assignments: list[str] | None = None,
+    thresholds_file: Path | None = None,
+) -> None:
     """``AutograderError`` when grading ``assignments`` (default: the course's) in ``profile``
     would use thresholds never measured (``grade`` calls it unless ``--accept-uncalibrated``)."""
     if profile not in CALIBRATED_PROFILES:
@@ -77,9 +89,11 @@ def require_calibrated(course_root: Path, profile: str, assignments: list[str] |
     if missing:
         raise AutograderError(
             f"refusing to grade in the {profile!r} profile: {len(missing)} threshold(s) were "
-            "never measured with the pretrained weights:\n  " + "\n  ".join(missing)
+            "never measured with the pretrained weights:\n  "
+            + "\n  ".join(missing)
             + f"\nCalibrate first: {how_to_calibrate(profile)}; or pass --accept-uncalibrated "
-            "to grade with these defaults anyway.")
+            "to grade with these defaults anyway."
+        )
 
 
 def parse_margins(values: list[str] | None) -> tuple[float, dict[str, float]]:
@@ -93,16 +107,26 @@ def parse_margins(values: list[str] | None) -> tuple[float, dict[str, float]]:
             else:
                 default = float(name)
         except ValueError:
-            raise AutograderError(f"--margin {value!r}: expected a number or METRIC=NUMBER") from None
+            raise AutograderError(
+                f"--margin {value!r}: expected a number or METRIC=NUMBER"
+            ) from None
     for margin in [default, *per_metric.values()]:
         if margin < 0:
             raise AutograderError(f"margins must be >= 0, got {margin}")
     return default, per_metric
 
 
-def update_thresholds(data: dict, assignment: str, profile: str, metrics: dict[str, float],
-                      *, default_margin: float, margins: dict[str, float], source: str,
-                      calibrated: bool | None = None) -> dict:
+def update_thresholds(
+    data: dict,
+    assignment: str,
+    profile: str,
+    metrics: dict[str, float],
+    *,
+    default_margin: float,
+    margins: dict[str, float],
+    source: str,
+    calibrated: bool | None = None,
+) -> dict:
     """``data`` (the thresholds file's content) with the measured ``metrics`` recorded
     (and ``"calibrated": calibrated`` in each entry unless it is ``None``)."""
     entry = data.setdefault(assignment, {}).setdefault(profile, {})
@@ -119,15 +143,23 @@ def update_thresholds(data: dict, assignment: str, profile: str, metrics: dict[s
     return data
 
 
-def calibrate(*, course_root: Path = REPO_ROOT, profile: str = "grading",
-              assignments: list[str] | None = None, margins: list[str] | None = None,
-              jobs: int | None = None, thresholds_file: Path | None = None,
-              dry_run: bool = False, out: Path | None = None, progress: bool = True) -> dict:
+def calibrate(
+    *,
+    course_root: Path = REPO_ROOT,
+    profile: str = "grading",
+    assignments: list[str] | None = None,
+    margins: list[str] | None = None,
+    jobs: int | None = None,
+    thresholds_file: Path | None = None,
+    dry_run: bool = False,
+    out: Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Grade the solutions in ``profile`` and record their metrics; returns what was measured.
 
     Returns ``{assignment: {"metrics": {...}, "score": s, "max_score": m, "status": ...}}``.
     """
-    from . import grading, students
+    from . import batch, students
     from .submissions import Submission
 
     default_margin, per_metric = parse_margins(margins)
@@ -137,7 +169,7 @@ def calibrate(*, course_root: Path = REPO_ROOT, profile: str = "grading",
     with tempfile.TemporaryDirectory(prefix="featurelab-calibrate-") as tmp:
         out = Path(out) if out else Path(tmp) / "out"
         work = out / ".work"
-        template = grading.build_template(course_root, course_mod.assignments(course_root), work)
+        template = batch.build_template(course_root, course_mod.assignments(course_root), work)
         batch = []
         for assignment in assignment_ids:
             source = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
@@ -145,25 +177,45 @@ def calibrate(*, course_root: Path = REPO_ROOT, profile: str = "grading",
             path = Path(tmp) / "submissions" / f"solution_{assignment}.ipynb"
             students.write(solved, path)
             batch.append(Submission("solution", assignment, path, path.name, "flat"))
-        result = grading.grade_batch(batch, out=out, course_root=course_root, jobs=jobs,
-                                     options=grading.Options(profile=profile), progress=progress,
-                                     resume=False)
+        result = batch.grade_batch(
+            batch,
+            out=out,
+            course_root=course_root,
+            jobs=jobs,
+            options=batch.Options(profile=profile),
+            progress=progress,
+            resume=False,
+        )
     measured = {
-        r.assignment: {"metrics": r.metrics, "score": r.score, "max_score": r.max_score,
-                       "status": r.status, "reason": r.reason}
+        r.assignment: {
+            "metrics": r.metrics,
+            "score": r.score,
+            "max_score": r.max_score,
+            "status": r.status,
+            "reason": r.reason,
+        }
         for r in result.records
     }
     data = json.loads(thresholds_file.read_text()) if thresholds_file.is_file() else {}
     import torch
 
-    source = (f"python -m autograder calibrate --profile {profile} on {date.today().isoformat()}"
-              f" ({platform.node() or 'unknown host'}, torch {torch.__version__}): the solution's "
-              f"value minus the margin")
+    source = (
+        f"python -m autograder calibrate --profile {profile} on {date.today().isoformat()}"
+        f" ({platform.node() or 'unknown host'}, torch {torch.__version__}): the solution's "
+        f"value minus the margin"
+    )
     for assignment, found in measured.items():
         if found["metrics"]:
-            update_thresholds(data, assignment, profile, found["metrics"],
-                              default_margin=default_margin, margins=per_metric, source=source,
-                              calibrated=True)
+            update_thresholds(
+                data,
+                assignment,
+                profile,
+                found["metrics"],
+                default_margin=default_margin,
+                margins=per_metric,
+                source=source,
+                calibrated=True,
+            )
     if not dry_run and any(found["metrics"] for found in measured.values()):
         from .grading import atomic_write_text
 
@@ -171,14 +223,27 @@ def calibrate(*, course_root: Path = REPO_ROOT, profile: str = "grading",
     return measured
 
 
-def main(*, course_root: Path, profile: str, assignments: list[str] | None,
-         margins: list[str] | None, jobs: int | None, thresholds_file: Path | None,
-         dry_run: bool) -> int:
+def main(
+    *,
+    course_root: Path,
+    profile: str,
+    assignments: list[str] | None,
+    margins: list[str] | None,
+    jobs: int | None,
+    thresholds_file: Path | None,
+    dry_run: bool,
+) -> int:
     """CLI entry point (exit code: 1 if a solution reported nothing or lost points)."""
     default_margin, per_metric = parse_margins(margins)
-    measured = calibrate(course_root=course_root, profile=profile, assignments=assignments,
-                         margins=margins, jobs=jobs, thresholds_file=thresholds_file,
-                         dry_run=dry_run)
+    measured = calibrate(
+        course_root=course_root,
+        profile=profile,
+        assignments=assignments,
+        margins=margins,
+        jobs=jobs,
+        thresholds_file=thresholds_file,
+        dry_run=dry_run,
+    )
     failures = 0
     print(f"{'assignment':28s} {'metric':14s} {'reference':>9s} {'threshold':>9s}  solution")
     for assignment, found in sorted(measured.items()):
@@ -192,8 +257,11 @@ def main(*, course_root: Path, profile: str, assignments: list[str] | None,
             margin = per_metric.get(metric, default_margin)
             print(f"{assignment:28s} {metric:14s} {value:9.4f} {value - margin:9.4f}  {solution}")
     target = thresholds_file or course_mod.THRESHOLDS_FILE
-    print("(dry run: nothing written)" if dry_run else f"thresholds written to {target} "
-          "(measured entries marked \"calibrated\": true)")
+    print(
+        "(dry run: nothing written)"
+        if dry_run
+        else f'thresholds written to {target} (measured entries marked "calibrated": true)'
+    )
     if not dry_run:
         left = uncalibrated(assignments, profile, thresholds_file)
         if left:
@@ -201,7 +269,9 @@ def main(*, course_root: Path, profile: str, assignments: list[str] | None,
             for line in left:
                 print(f"  {line}")
     if failures:
-        print(f"{failures} solution(s) did not get full marks: check the thresholds and the "
-              "notebooks (the metrics were recorded anyway)")
+        print(
+            f"{failures} solution(s) did not get full marks: check the thresholds and the "
+            "notebooks (the metrics were recorded anyway)"
+        )
         return 1
     return 0

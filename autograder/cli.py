@@ -42,83 +42,180 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m autograder",
         description="featurelab instructor tools: release, grade, calibrate, preflight, demo.",
     )
-    parser.add_argument("--course-root", type=Path, default=REPO_ROOT,
-                        help="course root (solutions/, notebooks/); default: the repository")
+    parser.add_argument(
+        "--course-root",
+        type=Path,
+        default=REPO_ROOT,
+        help="course root (solutions/, notebooks/); default: the repository",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     release = commands.add_parser("release", help="regenerate notebooks/ from solutions/")
-    release.add_argument("assignments", nargs="*", metavar="ASSIGNMENT",
-                         help="assignment ids (default: all)")
-    release.add_argument("--check", action="store_true",
-                         help="do not write: exit 1 if notebooks/ is stale or leaks a solution")
-    release.add_argument("--student", type=Path, default=None, metavar="DIR",
-                         help="instead of notebooks/: write the student edition (a repository "
-                              "students clone or pip-install) into DIR")
-    release.add_argument("--git", action="store_true",
-                         help="with --student: make DIR a git repository, one commit tagged "
-                              "with the ref of autograder/course.toml")
-    release.add_argument("--force", action="store_true",
-                         help="with --student: replace the content of a non-empty DIR (.git kept)")
-    release.add_argument("--allow-placeholder", action="store_true",
-                         help="with --student: build even with the placeholder course identity "
-                              "(tests and demos only)")
+    release.add_argument(
+        "assignments", nargs="*", metavar="ASSIGNMENT", help="assignment ids (default: all)"
+    )
+    release.add_argument(
+        "--check",
+        action="store_true",
+        help="do not write: exit 1 if notebooks/ is stale or leaks a solution",
+    )
+    release.add_argument(
+        "--student",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="instead of notebooks/: write the student edition (a repository "
+        "students clone or pip-install) into DIR",
+    )
+    release.add_argument(
+        "--git",
+        action="store_true",
+        help="with --student: make DIR a git repository, one commit tagged "
+        "with the ref of autograder/course.toml",
+    )
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="with --student: replace the content of a non-empty DIR (.git kept)",
+    )
+    release.add_argument(
+        "--allow-placeholder",
+        action="store_true",
+        help="with --student: build even with the placeholder course identity "
+        "(tests and demos only)",
+    )
 
     grade = commands.add_parser("grade", help="autograde submissions in parallel")
-    grade.add_argument("submissions", type=Path,
-                       help="nbgrader submitted/ tree, a folder of .ipynb files, or a .zip")
-    grade.add_argument("--out", type=Path, required=True,
-                       help="output folder: grades.csv, feedback/, results/ (resumable)")
-    grade.add_argument("--jobs", "-j", type=_positive_int, default=None,
-                       help="parallel submissions (default: the number of cores)")
-    grade.add_argument("--profile", choices=PROFILES, default="grading",
-                       help="FEATURELAB_PROFILE of the grading kernels (default: grading)")
-    grade.add_argument("--assignment", default=None,
-                       help="grade every notebook as this assignment (default: from the "
-                            "folders, the file names, or the notebook itself)")
-    grade.add_argument("--timeout-cell", type=_positive_int, default=None, metavar="S",
-                       help="per-cell time limit in seconds (default: Execute.timeout of "
-                            "autograder/nbgrader_config.py)")
-    grade.add_argument("--timeout", type=_positive_float, default=1800.0, metavar="S",
-                       help="wall-clock limit per submission in seconds (default: 1800)")
-    grade.add_argument("--memory-mb", type=_positive_float, default=6000.0, metavar="M",
-                       help="memory limit per submission: RSS of its process tree (default: 6000)")
-    grade.add_argument("--cache", type=Path, default=None, metavar="DIR",
-                       help="feature cache shared by the workers (default: OUT/.cache)")
-    grade.add_argument("--no-resume", action="store_true",
-                       help="regrade everything, even submissions graded by an earlier run")
-    grade.add_argument("--insecure", action="store_true",
-                       help="run student code WITHOUT the OS sandbox (only for code you trust, "
-                            "on a machine where bubblewrap cannot run)")
-    grade.add_argument("--keep-work", action="store_true",
-                       help="keep the temporary course of each submission (debugging)")
+    grade.add_argument(
+        "submissions",
+        type=Path,
+        help="nbgrader submitted/ tree, a folder of .ipynb files, or a .zip",
+    )
+    grade.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder: grades.csv, feedback/, results/ (resumable)",
+    )
+    grade.add_argument(
+        "--jobs",
+        "-j",
+        type=_positive_int,
+        default=None,
+        help="parallel submissions (default: the number of cores)",
+    )
+    grade.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="grading",
+        help="FEATURELAB_PROFILE of the grading kernels (default: grading)",
+    )
+    grade.add_argument(
+        "--assignment",
+        default=None,
+        help="grade every notebook as this assignment (default: from the "
+        "folders, the file names, or the notebook itself)",
+    )
+    grade.add_argument(
+        "--timeout-cell",
+        type=_positive_int,
+        default=None,
+        metavar="S",
+        help="per-cell time limit in seconds (default: Execute.timeout of "
+        "autograder/nbgrader_config.py)",
+    )
+    grade.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=1800.0,
+        metavar="S",
+        help="wall-clock limit per submission in seconds (default: 1800)",
+    )
+    grade.add_argument(
+        "--memory-mb",
+        type=_positive_float,
+        default=6000.0,
+        metavar="M",
+        help="memory limit per submission: RSS of its process tree (default: 6000)",
+    )
+    grade.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="feature cache shared by the workers (default: OUT/.cache)",
+    )
+    grade.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="regrade everything, even submissions graded by an earlier run",
+    )
+    grade.add_argument(
+        "--insecure",
+        action="store_true",
+        help="run student code WITHOUT the OS sandbox (only for code you trust, "
+        "on a machine where bubblewrap cannot run)",
+    )
+    grade.add_argument(
+        "--keep-work",
+        action="store_true",
+        help="keep the temporary course of each submission (debugging)",
+    )
     grade.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no table")
-    grade.add_argument("--accept-uncalibrated", action="store_true",
-                       help="grade in the grading/full profile even with thresholds never "
-                            "measured with pretrained weights (see `calibrate`)")
+    grade.add_argument(
+        "--accept-uncalibrated",
+        action="store_true",
+        help="grade in the grading/full profile even with thresholds never "
+        "measured with pretrained weights (see `calibrate`)",
+    )
 
     calibrate = commands.add_parser(
-        "calibrate", help="run the solutions, record their metrics, write thresholds.json")
+        "calibrate", help="run the solutions, record their metrics, write thresholds.json"
+    )
     calibrate.add_argument("--profile", choices=PROFILES, default="grading")
-    calibrate.add_argument("--assignment", action="append", default=None,
-                           help="assignment id (repeatable; default: all)")
-    calibrate.add_argument("--margin", action="append", default=None, metavar="M|METRIC=M",
-                           help="threshold = reference - margin; a number for every metric or "
-                                "METRIC=M for one (repeatable; default: 0.05)")
+    calibrate.add_argument(
+        "--assignment",
+        action="append",
+        default=None,
+        help="assignment id (repeatable; default: all)",
+    )
+    calibrate.add_argument(
+        "--margin",
+        action="append",
+        default=None,
+        metavar="M|METRIC=M",
+        help="threshold = reference - margin; a number for every metric or "
+        "METRIC=M for one (repeatable; default: 0.05)",
+    )
     calibrate.add_argument("--jobs", "-j", type=_positive_int, default=None)
-    calibrate.add_argument("--thresholds", type=Path, default=None,
-                           help="thresholds file (default: autograder/thresholds.json)")
+    calibrate.add_argument(
+        "--thresholds",
+        type=Path,
+        default=None,
+        help="thresholds file (default: autograder/thresholds.json)",
+    )
     calibrate.add_argument("--dry-run", action="store_true", help="print, do not write")
 
     preflight = commands.add_parser(
-        "preflight", help="check the sources, the release and per-cell times before grading")
-    preflight.add_argument("--assignment", action="append", default=None,
-                           help="assignment id (repeatable; default: all)")
-    preflight.add_argument("--profile", choices=PROFILES, default="grading",
-                           help="profile the solutions run in (default: grading)")
+        "preflight", help="check the sources, the release and per-cell times before grading"
+    )
+    preflight.add_argument(
+        "--assignment",
+        action="append",
+        default=None,
+        help="assignment id (repeatable; default: all)",
+    )
+    preflight.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="grading",
+        help="profile the solutions run in (default: grading)",
+    )
     preflight.add_argument("--jobs", "-j", type=_positive_int, default=None)
     preflight.add_argument("--timeout-cell", type=_positive_int, default=None, metavar="S")
-    preflight.add_argument("--static-only", action="store_true",
-                           help="only the checks that run nothing (fast)")
+    preflight.add_argument(
+        "--static-only", action="store_true", help="only the checks that run nothing (fast)"
+    )
 
     demo = commands.add_parser("demo", help="offline demo: fixtures, release, grade a class")
     demo.add_argument("--out", type=Path, default=REPO_ROOT / "demo")
@@ -160,43 +257,70 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise AutograderError("--check and --student do not go together")
         from . import edition
 
-        return edition.main(target=args.student, course_root=course_root,
-                            assignments=args.assignments or None, git=args.git, force=args.force,
-                            allow_placeholder=args.allow_placeholder)
+        return edition.main(
+            target=args.student,
+            course_root=course_root,
+            assignments=args.assignments or None,
+            git=args.git,
+            force=args.force,
+            allow_placeholder=args.allow_placeholder,
+        )
     if args.command == "release":
         if args.git or args.force or args.allow_placeholder:
             raise AutograderError("--git, --force and --allow-placeholder go with --student DIR")
         from . import release
 
-        return release.main(course_root=course_root, assignments=args.assignments or None,
-                            check_only=args.check)
+        return release.main(
+            course_root=course_root, assignments=args.assignments or None, check_only=args.check
+        )
     if args.command == "grade":
         if not args.accept_uncalibrated:
             from .calibrate import require_calibrated
 
-            require_calibrated(course_root, args.profile,
-                               [args.assignment] if args.assignment else None)
-        from . import grading
+            require_calibrated(
+                course_root, args.profile, [args.assignment] if args.assignment else None
+            )
+        from . import batch
 
-        return grading.main(
-            args.submissions, out=args.out, course_root=course_root, assignment=args.assignment,
-            profile=args.profile, jobs=args.jobs, timeout_cell=args.timeout_cell,
-            timeout=args.timeout, memory_mb=args.memory_mb, cache_dir=args.cache,
-            resume=not args.no_resume, keep_work=args.keep_work,
-            insecure=args.insecure, quiet=args.quiet,
+        return batch.main(
+            args.submissions,
+            out=args.out,
+            course_root=course_root,
+            assignment=args.assignment,
+            profile=args.profile,
+            jobs=args.jobs,
+            timeout_cell=args.timeout_cell,
+            timeout=args.timeout,
+            memory_mb=args.memory_mb,
+            cache_dir=args.cache,
+            resume=not args.no_resume,
+            keep_work=args.keep_work,
+            insecure=args.insecure,
+            quiet=args.quiet,
         )
     if args.command == "calibrate":
         from . import calibrate
 
-        return calibrate.main(course_root=course_root, profile=args.profile,
-                              assignments=args.assignment, margins=args.margin, jobs=args.jobs,
-                              thresholds_file=args.thresholds, dry_run=args.dry_run)
+        return calibrate.main(
+            course_root=course_root,
+            profile=args.profile,
+            assignments=args.assignment,
+            margins=args.margin,
+            jobs=args.jobs,
+            thresholds_file=args.thresholds,
+            dry_run=args.dry_run,
+        )
     if args.command == "preflight":
         from . import preflight
 
-        return preflight.main(course_root=course_root, assignments=args.assignment,
-                              profile=args.profile, jobs=args.jobs,
-                              timeout_cell=args.timeout_cell, static_only=args.static_only)
+        return preflight.main(
+            course_root=course_root,
+            assignments=args.assignment,
+            profile=args.profile,
+            jobs=args.jobs,
+            timeout_cell=args.timeout_cell,
+            static_only=args.static_only,
+        )
     if args.command == "demo":
         from . import demo
 

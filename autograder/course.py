@@ -35,9 +35,7 @@ def assignments(course_root: Path = REPO_ROOT) -> list[str]:
     source = Path(course_root) / SOURCE_DIR
     if not source.is_dir():
         return []
-    return sorted(
-        path.name for path in source.iterdir() if (path / f"{path.name}.ipynb").is_file()
-    )
+    return sorted(path.name for path in source.iterdir() if (path / f"{path.name}.ipynb").is_file())
 
 
 def resolve_assignments(course_root: Path, requested: list[str] | None) -> list[str]:

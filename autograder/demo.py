@@ -45,29 +45,40 @@ DEMO: tuple[DemoSubmission, ...] = (
     # The two VGG16 notebooks first: the longest jobs start at once, the short ones fill in.
     DemoSubmission("alice", TP3, "the solution"),
     DemoSubmission(
-        "erin", TP3, "builds the relu7 extractor without .eval() (the new module stays in "
-        "training mode)",
-        edits=((None, "relu7_extractor = VGG16relu7(model).eval()",
-                "relu7_extractor = VGG16relu7(model)"),),
+        "erin",
+        TP3,
+        "builds the relu7 extractor without .eval() (the new module stays in training mode)",
+        edits=(
+            (
+                None,
+                "relu7_extractor = VGG16relu7(model).eval()",
+                "relu7_extractor = VGG16relu7(model)",
+            ),
+        ),
         loses=("test_ex2_vgg16_relu7",),
     ),
     DemoSubmission("alice", TP2, "the solution"),
     DemoSubmission("bob", TP2, "the blank release, handed in untouched", blank=True, loses=None),
     DemoSubmission(
-        "carol", TP2, "preprocess() forgets the ImageNet mean/std normalisation",
+        "carol",
+        TP2,
+        "preprocess() forgets the ImageNet mean/std normalisation",
         edits=(("ex2_preprocess", "return normalize(pixels)", "return pixels"),),
         loses=("test_ex2_preprocess",),
     ),
     DemoSubmission(
-        "dave", TP2, "the eval() experiment never calls model.eval()",
+        "dave",
+        TP2,
+        "the eval() experiment never calls model.eval()",
         edits=(("ex4_eval_experiment", "model.eval()\n", ""),),
         loses=("test_ex4_eval_experiment",),
     ),
 )
 
 
-def build_submissions(folder: Path, template, course_root: Path,
-                      demo: tuple[DemoSubmission, ...] = DEMO) -> list[Path]:
+def build_submissions(
+    folder: Path, template, course_root: Path, demo: tuple[DemoSubmission, ...] = DEMO
+) -> list[Path]:
     """Write ``<student>_<assignment>.ipynb`` for every demo submission into ``folder``."""
     from . import students
 
@@ -77,7 +88,9 @@ def build_submissions(folder: Path, template, course_root: Path,
         if item.blank:
             notebook = students.blank_release(release_nb)
         else:
-            source = course_mod.read_notebook(course_mod.source_notebook(course_root, item.assignment))
+            source = course_mod.read_notebook(
+                course_mod.source_notebook(course_root, item.assignment)
+            )
             notebook = students.solved_release(source, release_nb)
             for grade_id, old, new in item.edits:
                 notebook = students.edit_cell(notebook, old, new, grade_id=grade_id)
@@ -108,13 +121,18 @@ def check_outcomes(records, demo: tuple[DemoSubmission, ...] = DEMO) -> list[str
     return problems
 
 
-def demo(*, out: Path = REPO_ROOT / "demo", jobs: int | None = None,
-         course_root: Path = REPO_ROOT, progress: bool = True,
-         items: tuple[DemoSubmission, ...] = DEMO):
+def demo(
+    *,
+    out: Path = REPO_ROOT / "demo",
+    jobs: int | None = None,
+    course_root: Path = REPO_ROOT,
+    progress: bool = True,
+    items: tuple[DemoSubmission, ...] = DEMO,
+):
     """Run the demo (module docstring); returns ``(batch result, problems)``."""
     from featurelab.data import data_root, ensure_fixtures
 
-    from . import grading, report
+    from . import batch, report
     from .submissions import Submission
 
     course_root = Path(course_root).resolve()
@@ -127,20 +145,30 @@ def demo(*, out: Path = REPO_ROOT / "demo", jobs: int | None = None,
     fixtures = ensure_fixtures(data_root() / "fixtures")
     print(f"[1/4] fixture datasets: {', '.join(str(p) for p in fixtures.values())}")
     work = out / ".work"
-    template = grading.build_template(course_root, course_mod.assignments(course_root), work)
-    print(f"[2/4] release and gradebook of {len(template.releases)} assignment(s): "
-          f"{template.root / course_mod.RELEASE_DIR}")
+    template = batch.build_template(course_root, course_mod.assignments(course_root), work)
+    print(
+        f"[2/4] release and gradebook of {len(template.releases)} assignment(s): "
+        f"{template.root / course_mod.RELEASE_DIR}"
+    )
     folder = out / "submissions"
     paths = build_submissions(folder, template, course_root, items)
-    batch = [Submission(item.student, item.assignment, path, path.name, "flat")
-             for item, path in zip(items, paths, strict=True)]
+    batch = [
+        Submission(item.student, item.assignment, path, path.name, "flat")
+        for item, path in zip(items, paths, strict=True)
+    ]
     print(f"[3/4] {len(batch)} submissions in {folder}:")
     for item in items:
         print(f"      {item.student:6s} {item.assignment:24s} {item.description}")
     print(f"[4/4] grading in the smoke profile with {jobs or os.cpu_count()} worker(s)...")
-    result = grading.grade_batch(batch, out=out, course_root=course_root, jobs=jobs,
-                                 options=grading.Options(profile="smoke", timeout_cell=600),
-                                 progress=progress, work_dir=work)
+    result = batch.grade_batch(
+        batch,
+        out=out,
+        course_root=course_root,
+        jobs=jobs,
+        options=batch.Options(profile="smoke", timeout_cell=600),
+        progress=progress,
+        work_dir=work,
+    )
     report.write_reports(result.records, out, course_root=course_root)
     problems = check_outcomes(result.records, items)
     print()
@@ -153,8 +181,11 @@ def demo(*, out: Path = REPO_ROOT / "demo", jobs: int | None = None,
     print(f"results:  {out / 'results'}/<student>.json (Gradescope format)")
     for problem in problems:
         print(f"UNEXPECTED: {problem}")
-    verdict = "every submission lost exactly the points it should" if not problems else \
-        f"{len(problems)} unexpected outcome(s)"
+    verdict = (
+        "every submission lost exactly the points it should"
+        if not problems
+        else f"{len(problems)} unexpected outcome(s)"
+    )
     print(f"demo done in {time.monotonic() - started:.0f} s: {verdict}")
     return result, problems
 

@@ -57,8 +57,13 @@ DATASETS = {
     "tp5_cifar10_clustering": "cifar10",
 }
 DATA_COMMAND = "python -m featurelab.data get"
-FORBIDDEN_NAMES = ("solutions", "autograder", "thresholds.json", "gradebook.db",
-                   "nbgrader_config.py")
+FORBIDDEN_NAMES = (
+    "solutions",
+    "autograder",
+    "thresholds.json",
+    "gradebook.db",
+    "nbgrader_config.py",
+)
 IGNORED = (*course_mod.IGNORED_NAMES, "*.pyc", "*.egg-info")
 GIT_AUTHOR = ("featurelab release", "featurelab-release@localhost")
 MIN_CHECK_LINE = 20  # shorter lines of autograder/checks are too common to be distinctive
@@ -79,18 +84,25 @@ PACKAGE_BLOCK = 3
 def _cell_lines(source) -> tuple[set[str], set[str], set[str]]:
     """(solution lines, hidden-test lines, lines outside both) of one cell, stripped."""
     solution_in, solution_out = release_mod._region_lines(source, "BEGIN SOLUTION", "END SOLUTION")
-    hidden_in, hidden_out = release_mod._region_lines(source, "BEGIN HIDDEN TESTS",
-                                                      "END HIDDEN TESTS")
+    hidden_in, hidden_out = release_mod._region_lines(
+        source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
+    )
     return solution_in, hidden_in, solution_out & hidden_out
 
 
 def _distinctive(line: str, minimum: int) -> bool:
-    return (len(line) >= minimum and not line.startswith(("#", "import ", "from ", "@"))
-            and line not in ('"""', "'''"))
+    return (
+        len(line) >= minimum
+        and not line.startswith(("#", "import ", "from ", "@"))
+        and line not in ('"""', "'''")
+    )
 
 
-def secret_lines(course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-                 checks_dir: Path | None = None) -> dict[str, str]:
+def secret_lines(
+    course_root: Path = REPO_ROOT,
+    assignments: list[str] | None = None,
+    checks_dir: Path | None = None,
+) -> dict[str, str]:
     """``{stripped line: where it comes from}`` that no student-facing file may contain.
 
     * every line of a ``BEGIN SOLUTION`` or ``BEGIN HIDDEN TESTS`` region of ``solutions/``
@@ -113,8 +125,11 @@ def secret_lines(course_root: Path = REPO_ROOT, assignments: list[str] | None = 
                 secret.setdefault(line, f"solution {assignment}/{gid}")
             for line in hidden:
                 secret.setdefault(line, f"hidden test {assignment}/{gid}")
-    secret = {line: where for line, where in secret.items()
-              if line not in public and _distinctive(line, release_mod.MIN_LEAK_LINE)}
+    secret = {
+        line: where
+        for line, where in secret.items()
+        if line not in public and _distinctive(line, release_mod.MIN_LEAK_LINE)
+    }
     if checks_dir is None:
         candidates = [course_root / "autograder" / "checks", course_root / "checks"]
         checks_dir = next((c for c in candidates if c.is_dir()), candidates[0])
@@ -150,8 +165,11 @@ def _file_lines(path: Path) -> list[str]:
 def edition_files(directory: Path) -> list[Path]:
     """Every file of the edition, ``.git/`` excepted (sorted)."""
     directory = Path(directory)
-    return sorted(path for path in directory.rglob("*")
-                  if path.is_file() and ".git" not in path.relative_to(directory).parts[:1])
+    return sorted(
+        path
+        for path in directory.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(directory).parts[:1]
+    )
 
 
 def _secret_runs(lines: list[str], secrets: dict[str, str]) -> list[list[str]]:
@@ -195,14 +213,18 @@ def scan(directory: Path, secrets: dict[str, str], *, allow_placeholder: bool = 
         if in_package:
             for run in _secret_runs(lines, secrets):
                 if len(run) >= PACKAGE_BLOCK:
-                    found.append(f"reveals a block of {len(run)} lines of {secrets[run[0]]}, "
-                                 f"from {run[0]!r}")
+                    found.append(
+                        f"reveals a block of {len(run)} lines of {secrets[run[0]]}, from {run[0]!r}"
+                    )
         for line in lines:
             stripped = line.strip()
             if stripped in secrets and not in_package:
                 found.append(f"reveals {stripped!r} ({secrets[stripped]})")
-            found += [f"contains the marker {marker!r}" for marker in release_mod.MARKERS
-                      if marker in line]
+            found += [
+                f"contains the marker {marker!r}"
+                for marker in release_mod.MARKERS
+                if marker in line
+            ]
             if identity_mod.TOKEN_PREFIX in line:
                 found.append(f"contains an unsubstituted identity token: {stripped!r}")
             if not allow_placeholder and identity_mod.PLACEHOLDER_URL in line:
@@ -284,12 +306,15 @@ where = ["src"]
 
 
 def environment_text(project: dict) -> str:
-    lines = "".join(f"      - {spec}\n" for spec in [*project["dependencies"],
-                                                      *lab_requirements(project)])
-    return ("# conda env create -f environment.yml && conda activate featurelab\n"
-            "# (the same packages as pyproject.toml with its [lab] extra)\n"
-            "name: featurelab\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n"
-            f"  - pip\n  - pip:\n{lines}      - -e .\n")
+    lines = "".join(
+        f"      - {spec}\n" for spec in [*project["dependencies"], *lab_requirements(project)]
+    )
+    return (
+        "# conda env create -f environment.yml && conda activate featurelab\n"
+        "# (the same packages as pyproject.toml with its [lab] extra)\n"
+        "name: featurelab\nchannels:\n  - conda-forge\ndependencies:\n  - python=3.11\n"
+        f"  - pip\n  - pip:\n{lines}      - -e .\n"
+    )
 
 
 LICENSE_TEXT = """MIT License
@@ -339,11 +364,17 @@ def readme_text(identity: identity_mod.CourseIdentity, titles: dict[str, str]) -
         f"| [{titles[a]}](notebooks/{a}/{a}.ipynb) | "
         f"{'`' + DATA_COMMAND + ' ' + DATASETS[a] + '`' if a in DATASETS else 'none'} | "
         f"[![Open In Colab]({badge})]({identity.colab_notebook_url(a)}) |"
-        for a in titles)
+        for a in titles
+    )
     names = [DATASETS[a] for a in titles if a in DATASETS]
-    dataset_lines = (f"{DATA_COMMAND} NAME    # NAME: {', '.join(names)} (see the table)\n"
-                     f"{DATA_COMMAND} all     # every dataset of the course") if names else \
-        "# no notebook of this edition needs a dataset"
+    dataset_lines = (
+        (
+            f"{DATA_COMMAND} NAME    # NAME: {', '.join(names)} (see the table)\n"
+            f"{DATA_COMMAND} all     # every dataset of the course"
+        )
+        if names
+        else "# no notebook of this edition needs a dataset"
+    )
     return f"""# featurelab: transfer learning by feature extraction (student edition)
 
 Practical-work notebooks (TPs) on **feature extraction with pretrained CNNs** in PyTorch, and
@@ -428,12 +459,15 @@ class Edition:
 def _check_target(target: Path, course_root: Path) -> None:
     for protected in {course_root, REPO_ROOT}:
         if target == protected or protected.is_relative_to(target):
-            raise AutograderError(f"{target}: the student edition cannot be written over the "
-                                  "course repository")
+            raise AutograderError(
+                f"{target}: the student edition cannot be written over the course repository"
+            )
         for name in ("solutions", "notebooks", "autograder", "src", "tests", ".git"):
             if target.is_relative_to(protected / name):
-                raise AutograderError(f"{target}: inside the course's {name}/ folder; choose "
-                                      "another folder (e.g. build/student-edition)")
+                raise AutograderError(
+                    f"{target}: inside the course's {name}/ folder; choose "
+                    "another folder (e.g. build/student-edition)"
+                )
 
 
 def _prepare_target(target: Path, *, force: bool, git: bool) -> bool:
@@ -445,11 +479,14 @@ def _prepare_target(target: Path, *, force: bool, git: bool) -> bool:
         raise AutograderError(f"{target} exists and is not a folder")
     entries = [p for p in target.iterdir()]
     if entries and not force:
-        raise AutograderError(f"{target} is not empty: choose a new folder, or --force to "
-                              "replace its content (a .git folder is kept)")
+        raise AutograderError(
+            f"{target} is not empty: choose a new folder, or --force to "
+            "replace its content (a .git folder is kept)"
+        )
     if git and (target / ".git").exists():
-        raise AutograderError(f"{target} is already a git repository: build without --git and "
-                              "commit there yourself")
+        raise AutograderError(
+            f"{target} is already a git repository: build without --git and commit there yourself"
+        )
     for entry in entries:
         if entry.name == ".git":
             continue
@@ -471,33 +508,63 @@ def _clear(target: Path, created: bool) -> None:
 
 def _git(target: Path, *args: str) -> str:
     name, email = GIT_AUTHOR
-    env = {**os.environ, "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
-           "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email,
-           "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
-    result = subprocess.run(["git", "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
-                             "-c", "core.hooksPath=/dev/null", *args], cwd=target, env=env,
-                            capture_output=True, text=True, check=False)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }
+    result = subprocess.run(
+        [
+            "git",
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "tag.gpgsign=false",
+            "-c",
+            "core.hooksPath=/dev/null",
+            *args,
+        ],
+        cwd=target,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         raise AutograderError(f"git {' '.join(args)} failed in {target}:\n{result.stderr.strip()}")
     return result.stdout.strip()
 
 
-def build(target: Path, *, course_root: Path = REPO_ROOT,
-          identity: identity_mod.CourseIdentity | None = None,
-          assignments: list[str] | None = None, git: bool = False, force: bool = False,
-          allow_placeholder: bool = False) -> Edition:
+def build(
+    target: Path,
+    *,
+    course_root: Path = REPO_ROOT,
+    identity: identity_mod.CourseIdentity | None = None,
+    assignments: list[str] | None = None,
+    git: bool = False,
+    force: bool = False,
+    allow_placeholder: bool = False,
+) -> Edition:
     """Write the student edition into ``target`` (module docstring); returns what was written."""
     course_root = Path(course_root).resolve()
     identity = identity or identity_mod.load(course_root=course_root)
     if identity.is_placeholder and not allow_placeholder:
-        raise AutograderError(f"refusing to build the student edition: "
-                              f"{identity_mod.placeholder_message(identity)} "
-                              "(--allow-placeholder builds one anyway, for tests and demos)")
+        raise AutograderError(
+            f"refusing to build the student edition: "
+            f"{identity_mod.placeholder_message(identity)} "
+            "(--allow-placeholder builds one anyway, for tests and demos)"
+        )
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     unknown = sorted({d for a, d in DATASETS.items() if a in assignment_ids} - _dataset_names())
     if unknown:
-        raise AutograderError(f"dataset(s) {', '.join(unknown)} named in autograder/edition.py "
-                              "are not in featurelab.data.REGISTRY")
+        raise AutograderError(
+            f"dataset(s) {', '.join(unknown)} named in autograder/edition.py "
+            "are not in featurelab.data.REGISTRY"
+        )
     target = Path(target).absolute()
     _check_target(target.resolve(), course_root)
     created = _prepare_target(target, force=force, git=git)
@@ -506,14 +573,20 @@ def build(target: Path, *, course_root: Path = REPO_ROOT,
         secrets = secret_lines(course_root, assignment_ids)
         leaks = scan(target, secrets, allow_placeholder=allow_placeholder)
         if leaks:
-            raise AutograderError("the student edition would leak (nothing was kept):\n  "
-                                  + "\n  ".join(leaks[:40])
-                                  + (f"\n  ... and {len(leaks) - 40} more" if len(leaks) > 40 else ""))
+            raise AutograderError(
+                "the student edition would leak (nothing was kept):\n  "
+                + "\n  ".join(leaks[:40])
+                + (f"\n  ... and {len(leaks) - 40} more" if len(leaks) > 40 else "")
+            )
     except BaseException:
         _clear(target, created)
         raise
-    edition = Edition(target, [p.relative_to(target).as_posix() for p in edition_files(target)],
-                      titles=titles, shared=shared_with_package(target, secrets))
+    edition = Edition(
+        target,
+        [p.relative_to(target).as_posix() for p in edition_files(target)],
+        titles=titles,
+        shared=shared_with_package(target, secrets),
+    )
     if git:
         _git(target, "init", "-q", "-b", "main")
         _git(target, "add", "-A")
@@ -531,27 +604,40 @@ def _dataset_names() -> set[str]:
     return set(REGISTRY)
 
 
-def _write(target: Path, course_root: Path, assignment_ids: list[str],
-           identity: identity_mod.CourseIdentity) -> dict[str, str]:
+def _write(
+    target: Path,
+    course_root: Path,
+    assignment_ids: list[str],
+    identity: identity_mod.CourseIdentity,
+) -> dict[str, str]:
     titles = {}
     with tempfile.TemporaryDirectory(prefix="featurelab-edition-") as work:
-        released = release_mod.generate_into(course_root, assignment_ids, Path(work),
-                                             identity=identity)
+        released = release_mod.generate_into(
+            course_root, assignment_ids, Path(work), identity=identity
+        )
         leaks = []
         for assignment in assignment_ids:
-            shutil.copytree(released / assignment, target / "notebooks" / assignment,
-                            ignore=shutil.ignore_patterns(*IGNORED))
+            shutil.copytree(
+                released / assignment,
+                target / "notebooks" / assignment,
+                ignore=shutil.ignore_patterns(*IGNORED),
+            )
             notebook = course_mod.read_notebook(released / assignment / f"{assignment}.ipynb")
             source = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
             leaks += [f"{assignment}: {leak}" for leak in release_mod.find_leaks(source, notebook)]
             titles[assignment] = _title(notebook, assignment)
         if leaks:
             raise AutograderError("the release leaks: " + "; ".join(leaks))
-    shutil.copytree(PACKAGE_DIR, target / "src" / "featurelab",
-                    ignore=shutil.ignore_patterns(*IGNORED))
-    package_data = sorted({f"**/*{p.suffix}" if p.suffix else p.name
-                           for p in (target / "src" / "featurelab").rglob("*")
-                           if p.is_file() and p.suffix != ".py"})
+    shutil.copytree(
+        PACKAGE_DIR, target / "src" / "featurelab", ignore=shutil.ignore_patterns(*IGNORED)
+    )
+    package_data = sorted(
+        {
+            f"**/*{p.suffix}" if p.suffix else p.name
+            for p in (target / "src" / "featurelab").rglob("*")
+            if p.is_file() and p.suffix != ".py"
+        }
+    )
     project = _pyproject()["project"]
     (target / "pyproject.toml").write_text(pyproject_text(project, package_data))
     (target / "environment.yml").write_text(environment_text(project))
@@ -564,28 +650,52 @@ def _write(target: Path, course_root: Path, assignment_ids: list[str],
     return titles
 
 
-def main(*, target: Path, course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-         git: bool = False, force: bool = False, allow_placeholder: bool = False) -> int:
+def main(
+    *,
+    target: Path,
+    course_root: Path = REPO_ROOT,
+    assignments: list[str] | None = None,
+    git: bool = False,
+    force: bool = False,
+    allow_placeholder: bool = False,
+) -> int:
     """CLI entry point (exit code)."""
     identity = identity_mod.load(course_root=course_root)
-    edition = build(target, course_root=course_root, identity=identity, assignments=assignments,
-                    git=git, force=force, allow_placeholder=allow_placeholder)
-    print(f"student edition for {identity.describe()} written to {edition.path} "
-          f"({len(edition.files)} files; scanned: no solution, hidden test or reference line)")
+    edition = build(
+        target,
+        course_root=course_root,
+        identity=identity,
+        assignments=assignments,
+        git=git,
+        force=force,
+        allow_placeholder=allow_placeholder,
+    )
+    print(
+        f"student edition for {identity.describe()} written to {edition.path} "
+        f"({len(edition.files)} files; scanned: no solution, hidden test or reference line)"
+    )
     if edition.shared:
-        print(f"for review: {len(edition.shared)} single line(s) of the featurelab package also "
-              "appear in a solution, hidden test or reference check (generic code, or a helper "
-              "that gives an answer away?):")
+        print(
+            f"for review: {len(edition.shared)} single line(s) of the featurelab package also "
+            "appear in a solution, hidden test or reference check (generic code, or a helper "
+            "that gives an answer away?):"
+        )
         for line in edition.shared:
             print(f"  {line}")
     if edition.commit:
-        print(f"git: one commit {edition.commit[:12]} on main"
-              + (f", tagged {edition.tag}" if edition.tag else ""))
-        print(f"publish: cd {edition.path} && git remote add origin {identity.clone_url} && "
-              f"git push -u origin main --tags")
+        print(
+            f"git: one commit {edition.commit[:12]} on main"
+            + (f", tagged {edition.tag}" if edition.tag else "")
+        )
+        print(
+            f"publish: cd {edition.path} && git remote add origin {identity.clone_url} && "
+            f"git push -u origin main --tags"
+        )
     else:
-        print(f"copy it into a clone of {identity.repo_url}, commit and tag {identity.ref} "
-              "(or rebuild with --git for a fresh repository)")
+        print(
+            f"copy it into a clone of {identity.repo_url}, commit and tag {identity.ref} "
+            "(or rebuild with --git for a fresh repository)"
+        )
     if identity.is_placeholder:
         print(f"WARNING: {identity_mod.placeholder_message(identity)}")
     return 0

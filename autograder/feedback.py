@@ -73,8 +73,11 @@ def render(record) -> str:
             f"<td>{e(cell.heading or cell.grade_id)}<br><code>{e(cell.grade_id)}</code></td>"
             f"<td class='points'>{_fmt(cell.score)} / {_fmt(cell.points)}</td>"
             f"<td><span class='{e(cell.outcome)}'>{e(label)}</span>"
-            + (f"<div class='msg'>{e(cell.message)}</div>"
-               if cell.message and cell.message not in ("passed", "to be graded by hand") else "")
+            + (
+                f"<div class='msg'>{e(cell.message)}</div>"
+                if cell.message and cell.message not in ("passed", "to be graded by hand")
+                else ""
+            )
             + "</td></tr>"
         )
     manual_points = sum(c.points for c in record.cells if c.kind == "manual" and c.score is None)
@@ -92,10 +95,12 @@ def render(record) -> str:
         )
     table = (
         "<h2>Graded cells</h2><table><tr><th>exercise</th><th>points</th><th>result</th></tr>"
-        + "".join(rows) + "</table>"
-        if rows else ""
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else ""
     )
-    pending = (f" (+ {manual_points:g} point(s) to be graded by hand)" if manual_points else "")
+    pending = f" (+ {manual_points:g} point(s) to be graded by hand)" if manual_points else ""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">

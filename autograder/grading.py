@@ -1,4 +1,5 @@
-"""Grade a batch of submissions in parallel with nbgrader, one isolated course per submission.
+"""Grade one submission with nbgrader in its own isolated course (the batch around it, the
+warm-up and the ``grade`` command: :mod:`autograder.batch`).
 
 nbgrader's ``autograde`` cannot run in parallel on one gradebook, and a bad submission can
 hang, crash or eat the machine. So:
@@ -31,7 +32,6 @@ hang, crash or eat the machine. So:
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
@@ -41,7 +41,6 @@ import tempfile
 import threading
 import time
 import traceback
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -49,7 +48,6 @@ import nbformat
 
 from . import course as course_mod
 from . import repair as repair_mod
-from .course import REPO_ROOT, AutograderError
 from .judged_execute import (
     COURSE_ROOT_ENV,
     JAIL_ENV,
@@ -69,8 +67,8 @@ from .results import (
     running_cell,
 )
 from .sandbox import Limits, Worker
-from .submissions import Submission, collect
-from .template import Template, build_template, course_config_text
+from .submissions import Submission
+from .template import Template, course_config_text
 
 DEFAULT_PROFILE = "grading"
 DEFAULT_TIMEOUT_S = 1800.0
@@ -160,8 +158,11 @@ class RunContext:
         if worker is None:
             with self._lock:
                 number = len(self._workers) + 1
-                worker = Worker(self.worker_env(number), self.work_dir,
-                                self.out / "logs" / "workers" / f"worker-{number}.log")
+                worker = Worker(
+                    self.worker_env(number),
+                    self.work_dir,
+                    self.out / "logs" / "workers" / f"worker-{number}.log",
+                )
                 self._workers.append(worker)
             self._local.worker = worker
         return worker
@@ -178,13 +179,18 @@ def _state_path(out: Path, submission: Submission) -> Path:
 
 def submission_key(data: bytes, submission: Submission, context: RunContext) -> str:
     digest = hashlib.sha256(data)
-    digest.update(json.dumps({
-        "assignment": submission.assignment,
-        "student": submission.student,
-        "notes": list(submission.notes),  # the extra files listed in the reasons
-        "course": context.template.fingerprints,
-        "options": asdict(context.options),
-    }, sort_keys=True).encode())
+    digest.update(
+        json.dumps(
+            {
+                "assignment": submission.assignment,
+                "student": submission.student,
+                "notes": list(submission.notes),  # the extra files listed in the reasons
+                "course": context.template.fingerprints,
+                "options": asdict(context.options),
+            },
+            sort_keys=True,
+        ).encode()
+    )
     return digest.hexdigest()
 
 
@@ -194,8 +200,10 @@ def _record_digest(key: str, record: dict) -> str:
 
 def _finish(record: Record, context: RunContext, submission: Submission, key: str) -> Record:
     data = record.to_dict()
-    atomic_write_json(_state_path(context.out, submission),
-                      {"key": key, "record": data, "digest": _record_digest(key, data)})
+    atomic_write_json(
+        _state_path(context.out, submission),
+        {"key": key, "record": data, "digest": _record_digest(key, data)},
+    )
     return record
 
 
@@ -215,23 +223,37 @@ def grade_one(submission: Submission, context: RunContext) -> Record:
     """Grade one submission; never raises (except :class:`Cancelled`)."""
     started = time.monotonic()
     if submission.problem:  # refused at intake (empty folder, zip bomb, link...): never read
-        record = _rejected(submission, submission.assignment,
-                           repair_mod.Rejected("invalid", submission.problem), context)
+        record = _rejected(
+            submission,
+            submission.assignment,
+            repair_mod.Rejected("invalid", submission.problem),
+            context,
+        )
         record.reasons += list(submission.notes)
         return record
     try:
         data = submission.path.read_bytes()
     except OSError as error:
-        return Record(submission.student, submission.assignment, submission.label, "invalid",
-                      [f"cannot read the file: {error.strerror}", *submission.notes])
+        return Record(
+            submission.student,
+            submission.assignment,
+            submission.label,
+            "invalid",
+            [f"cannot read the file: {error.strerror}", *submission.notes],
+        )
     key = submission_key(data, submission, context)
     try:
         record = _grade(submission, data, context)
     except Cancelled:
         raise
     except Exception as error:  # noqa: BLE001 - a grader bug must not stop the batch
-        record = Record(submission.student, submission.assignment, submission.label, "error",
-                        [f"internal grader error: {type(error).__name__}: {error}"])
+        record = Record(
+            submission.student,
+            submission.assignment,
+            submission.label,
+            "error",
+            [f"internal grader error: {type(error).__name__}: {error}"],
+        )
         log = context.out / "logs" / f"{submission.student}__internal.log"
         atomic_write_text(log, traceback.format_exc())
         record.log = str(log.relative_to(context.out))
@@ -241,17 +263,20 @@ def grade_one(submission: Submission, context: RunContext) -> Record:
 
 
 def _rejected(submission: Submission, assignment: str | None, rejection, context) -> Record:
-    record = Record(submission.student, assignment, submission.label, rejection.status,
-                    [rejection.reason])
+    record = Record(
+        submission.student, assignment, submission.label, rejection.status, [rejection.reason]
+    )
     if assignment in context.template.releases:
         release = context.template.release(assignment)
-        record.max_score = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release)
-                               if k == "auto")
+        record.max_score = sum(
+            float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto"
+        )
     return record
 
 
-def _grade(submission: Submission, data: bytes, context: RunContext,
-           *, promote_cache: bool = False) -> Record:
+def _grade(submission: Submission, data: bytes, context: RunContext, *, promote=None) -> Record:
+    """Grade one submission's bytes; ``promote(run_cache)`` is called after a trusted run
+    (the reference's warm-up) with the feature cache its sandbox filled."""
     template = context.template
     expected = submission.assignment
     try:
@@ -259,17 +284,19 @@ def _grade(submission: Submission, data: bytes, context: RunContext,
         assignment, notes = repair_mod.identify(notebook, template.releases, expected)
         notebook, repair_notes, repaired = repair_mod.repair(notebook, template.release(assignment))
     except repair_mod.Rejected as rejection:
-        return _rejected(submission, expected if expected in template.releases else None,
-                         rejection, context)
+        return _rejected(
+            submission, expected if expected in template.releases else None, rejection, context
+        )
     notes += repair_notes
     student = submission.student
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=context.work_dir / "runs"))
     try:
-        record = _autograde(submission, student, assignment, notebook, notes, repaired,
-                            run_dir, context)
-        if promote_cache:
-            promote_cache_entries(run_dir / "sandbox" / "cache", context.cache_dir)
+        record = _autograde(
+            submission, student, assignment, notebook, notes, repaired, run_dir, context
+        )
+        if promote is not None:
+            promote(run_dir / "sandbox" / "cache")
         return record
     finally:
         if not context.keep_work:
@@ -355,8 +382,13 @@ def _read_metrics(run_dir: Path) -> dict[str, float]:
 
 
 def _log_failure_reason(log_text: str) -> str:
-    errors = [line for line in log_text.splitlines() if "| ERROR]" in line
-              and "Please see" not in line and "There was an error processing" not in line]
+    errors = [
+        line
+        for line in log_text.splitlines()
+        if "| ERROR]" in line
+        and "Please see" not in line
+        and "There was an error processing" not in line
+    ]
     for line in reversed(log_text.splitlines()):
         stripped = line.strip()
         if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", stripped):
@@ -388,13 +420,22 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         env[SKIP_ENV] = json.dumps({str(k): v for k, v in skips.items()})
         remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
         with open(log_path, "a") as log:
-            log.write(f"\n===== attempt {attempt}: nbgrader autograde {assignment} "
-                      f"--student={student} (course {course}, skipped cells {sorted(skips)})\n")
-        request = {"course": str(course), "assignment": assignment, "student": student,
-                   "env": env, "log": str(log_path)}
+            log.write(
+                f"\n===== attempt {attempt}: nbgrader autograde {assignment} "
+                f"--student={student} (course {course}, skipped cells {sorted(skips)})\n"
+            )
+        request = {
+            "course": str(course),
+            "assignment": assignment,
+            "student": student,
+            "env": env,
+            "log": str(log_path),
+        }
         outcome, _reply = context.worker().run(
-            request, limits=Limits(wall_s=remaining, memory_mb=options.memory_mb),
-            cancel=context.cancel)
+            request,
+            limits=Limits(wall_s=remaining, memory_mb=options.memory_mb),
+            cancel=context.cancel,
+        )
         peak = max(peak, outcome.peak_rss_mb)
         journal = read_journal(run_dir / "journal.jsonl")
         if outcome.killed == "cancelled":
@@ -402,29 +443,39 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         running = running_cell(journal)
         autograded_path = course / "autograded" / student / assignment / f"{assignment}.ipynb"
         log_text = log_path.read_text(errors="replace")
-        where = (f"cell {running['index'] + 1}"
-                 + (f" ({running['grade_id']})" if running and running.get("grade_id") else "")
-                 if running else "")
+        where = (
+            f"cell {running['index'] + 1}"
+            + (f" ({running['grade_id']})" if running and running.get("grade_id") else "")
+            if running
+            else ""
+        )
         if outcome.killed == "memory":
             if running is not None and attempt < MAX_ATTEMPTS:
-                notes.append(f"{where} used more than {options.memory_mb:.0f} MB of memory: "
-                             "stopped and skipped; the rest of the notebook was graded")
+                notes.append(
+                    f"{where} used more than {options.memory_mb:.0f} MB of memory: "
+                    "stopped and skipped; the rest of the notebook was graded"
+                )
                 statuses.append("limited")
                 skips[running["index"]] = {
                     "ename": "MemoryLimitExceeded",
                     "evalue": f"this cell used more than {options.memory_mb:.0f} MB of memory "
-                              "and was stopped (not run when grading)",
+                    "and was stopped (not run when grading)",
                 }
                 continue
             statuses.append("error")
-            notes.append(f"memory limit of {options.memory_mb:.0f} MB exceeded"
-                         + (f" in {where}" if where else "") + "; not graded")
+            notes.append(
+                f"memory limit of {options.memory_mb:.0f} MB exceeded"
+                + (f" in {where}" if where else "")
+                + "; not graded"
+            )
             break
         if outcome.killed == "wall_clock":
             statuses.append("timeout")
-            notes.append(f"grading exceeded the {options.timeout:.0f} s limit per submission"
-                         + (f" while running {where}" if where else "")
-                         + ": graded from the cells that finished")
+            notes.append(
+                f"grading exceeded the {options.timeout:.0f} s limit per submission"
+                + (f" while running {where}" if where else "")
+                + ": graded from the cells that finished"
+            )
             break
         if outcome.returncode == 0 and autograded_path.is_file():
             grades = _score_from_gradebook(course / "gradebook.db", assignment, student)
@@ -432,22 +483,31 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
             break
         died = "DeadKernelError" in log_text or "Kernel died" in log_text
         if died and running is not None and attempt < MAX_ATTEMPTS:
-            notes.append(f"{where} crashed the Python kernel: skipped; the rest of the notebook "
-                         "was graded")
+            notes.append(
+                f"{where} crashed the Python kernel: skipped; the rest of the notebook was graded"
+            )
             statuses.append("crashed")
             skips[running["index"]] = {
                 "ename": "KernelDied",
                 "evalue": "this cell crashed the Python kernel (segfault, os._exit(), killed "
-                          "process...) and was not run when grading",
+                "process...) and was not run when grading",
             }
             continue
         statuses.append("error")
         notes.append(f"nbgrader could not grade it: {_log_failure_reason(log_text)}")
         break
     metrics = _read_metrics(run_dir)
-    timings = [{"index": e["index"], "grade_id": e.get("grade_id"), "seconds": e["seconds"],
-                "error": e.get("error"), "stderr": e.get("stderr", False)}
-               for e in journal if e.get("event") == "end"]
+    timings = [
+        {
+            "index": e["index"],
+            "grade_id": e.get("grade_id"),
+            "seconds": e["seconds"],
+            "error": e.get("error"),
+            "stderr": e.get("stderr", False),
+        }
+        for e in journal
+        if e.get("event") == "end"
+    ]
     status = _worst(statuses)
     record = Record(student, assignment, submission.label, status, notes)
     record.attempts, record.peak_rss_mb = attempts, round(peak, 1)
@@ -457,23 +517,31 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     auto_max = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto")
     record.max_score = auto_max
     verdicts = judge_leftovers(run_dir, context, assignment) if grades is None else None
-    if status == "error" and grades is None and not any(
-            v is not None and v.passed for v in (verdicts or {}).values()):
+    if (
+        status == "error"
+        and grades is None
+        and not any(v is not None and v.passed for v in (verdicts or {}).values())
+    ):
         record.score = 0.0
         return record
-    record.cells = build_cells(template, assignment, grades, autograded_nb, journal, timeout_s,
-                               verdicts=verdicts)
+    record.cells = build_cells(
+        template, assignment, grades, autograded_nb, journal, timeout_s, verdicts=verdicts
+    )
     record.code_errors = code_errors(autograded_nb, template.hidden_lines[assignment], timeout_s)
     record.score = round(sum(c.score or 0.0 for c in record.cells if c.kind == "auto"), 6)
     timeouts = [c.grade_id for c in record.cells if c.outcome == "timeout"]
     timeouts += [e["cell"] for e in record.code_errors if e["ename"] == "CellTimeoutError"]
     if timeouts:
         record.status = _worst([record.status, "limited"])
-        record.reasons.append(f"{', '.join(timeouts)}: interrupted at the {timeout_s} s "
-                              "per-cell limit")
-    raised = [f"{e['cell']} ({e['ename']})" for e in record.code_errors
-              if e["ename"] not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded")
-              and e["kind"] == "answer cell"]
+        record.reasons.append(
+            f"{', '.join(timeouts)}: interrupted at the {timeout_s} s per-cell limit"
+        )
+    raised = [
+        f"{e['cell']} ({e['ename']})"
+        for e in record.code_errors
+        if e["ename"] not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded")
+        and e["kind"] == "answer cell"
+    ]
     if raised:
         record.reasons.append(f"errors in answer cells: {', '.join(raised)}")
     manual = [c for c in record.cells if c.kind == "manual" and c.score is None]
@@ -483,270 +551,3 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
             f"+{total:g} point(s) to grade by hand ({', '.join(c.grade_id for c in manual)})"
         )
     return record
-
-
-# --------------------------------------------------------------------------------------------
-# the batch
-
-
-@dataclass
-class BatchResult:
-    records: list[Record]
-    out: Path
-    graded: int  # graded in this run (the rest came from OUT/.state)
-    interrupted: bool = False
-    references: list[Record] = field(default_factory=list)  # the cache warm-up runs
-
-
-# --------------------------------------------------------------------------------------------
-# the shared feature cache: filled by trusted runs only
-
-
-WARM_UP_MIN_SUBMISSIONS = 3  # warm the cache for an assignment with at least this many
-
-
-def promote_cache_entries(source: Path, shared: Path) -> int:
-    """Copy the valid feature-cache entries of a *trusted* run (the reference solution) into the
-    shared cache that every sandbox reads (never a student's: that would let one student poison
-    another's features). Atomic per entry; entries already there are kept. Returns the count."""
-    from featurelab import cache
-
-    promoted = 0
-    if not source.is_dir():
-        return 0
-    shared.mkdir(parents=True, exist_ok=True)
-    for path in source.glob(f"*{cache.SUFFIX}"):
-        key = path.name[: -len(cache.SUFFIX)]
-        target = cache.entry_path(shared, key)
-        if target.exists() or path.is_symlink() or cache.load(source, key) is None:
-            continue
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        shutil.copyfile(path, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-        promoted += 1
-    return promoted
-
-
-def warm_up(assignment: str, context: RunContext) -> Record:
-    """Grade the reference solution of ``assignment`` first, as a student would submit it, and
-    promote the features it extracted into the shared cache (read-only for students).
-
-    Its record is a check of the course itself: anything but full marks means the thresholds,
-    the data or the solution are off for this profile, and the run says so.
-    """
-    from . import students
-
-    folder = context.work_dir / "references"
-    folder.mkdir(parents=True, exist_ok=True)
-    source = course_mod.read_notebook(course_mod.source_notebook(context.template.root, assignment))
-    solved = students.solved_release(source, context.template.release(assignment).notebook)
-    path = folder / f"{assignment}.ipynb"
-    nbformat.write(solved, str(path))
-    submission = Submission("reference", assignment, path, f"reference/{assignment}", "flat")
-    return _grade(submission, path.read_bytes(), context, promote_cache=True)
-
-
-def _default_jobs() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def grade_batch(
-    submissions: list[Submission],
-    *,
-    out: Path,
-    course_root: Path = REPO_ROOT,
-    options: Options = Options(),
-    jobs: int | None = None,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    keep_work: bool = False,
-    assignments: list[str] | None = None,
-    work_dir: Path | None = None,
-    warm_up_min: int = WARM_UP_MIN_SUBMISSIONS,
-) -> BatchResult:
-    """Grade ``submissions`` into ``out`` (state, logs; reports are written by the caller).
-
-    An assignment with at least ``warm_up_min`` submissions to grade first gets a trusted run
-    of its reference solution (:func:`warm_up`), which fills the shared feature cache.
-
-    ``work_dir`` (default ``out/.work``) holds the template course (reused by any run with the
-    same sources), the per-submission temporary courses and the kernels' IPython profile.
-    """
-    from tqdm.auto import tqdm
-
-    out = Path(out).resolve()
-    work_dir = Path(work_dir).resolve() if work_dir else out / ".work"
-    (work_dir / "runs").mkdir(parents=True, exist_ok=True)
-    cache_dir = Path(cache_dir).resolve() if cache_dir else out / ".cache"
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    assignment_ids = assignments or course_mod.assignments(course_root)
-    if not assignment_ids:
-        raise AutograderError(f"no assignment in {Path(course_root) / course_mod.SOURCE_DIR}")
-    from . import jail, judge
-
-    jail.require_jail(options.insecure)
-    if not options.insecure:
-        from featurelab.data import data_root
-
-        torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
-        unreadable = jail.unreadable_for_sandbox([str(data_root()), str(torch_home)])
-        if unreadable:
-            raise AutograderError(
-                "the grading sandbox runs as an unprivileged user that cannot read "
-                + ", ".join(unreadable) + ": make them readable (chmod o+rx on the folder, "
-                "o+r on the files), or move the data/weights elsewhere")
-    if options.insecure:
-        import sys
-
-        print("WARNING: --insecure: student code runs WITHOUT the OS sandbox; it can read the "
-              "references and change any grade. Only for code you trust.", file=sys.stderr)
-    if options.profile == "smoke":  # the sandbox sees the data read-only: build them first
-        from featurelab.data import data_root, ensure_fixtures
-
-        ensure_fixtures(data_root() / "fixtures")
-    template = build_template(course_root, assignment_ids, work_dir)
-    jobs = max(1, min(jobs or _default_jobs(), len(submissions) or 1))
-    context = RunContext(template, options, out, work_dir, cache_dir,
-                         threads_per_job=max(1, (os.cpu_count() or 1) // jobs),
-                         cancel=threading.Event(), keep_work=keep_work,
-                         seed=judge.run_seed())
-
-    records: dict[int, Record] = {}
-    todo: list[int] = []
-    for index, submission in enumerate(submissions):
-        state = _state_path(out, submission)
-        if resume and state.is_file():
-            try:
-                data = submission.path.read_bytes()
-                saved = load_state(state, submission_key(data, submission, context))
-                if saved is not None:
-                    records[index] = saved
-                    continue
-            except OSError:
-                pass
-        todo.append(index)
-
-    counts: dict[str, int] = {}
-    for index in todo:
-        if submissions[index].assignment:
-            counts[submissions[index].assignment] = counts.get(submissions[index].assignment, 0) + 1
-    to_warm = sorted(a for a, n in counts.items()
-                     if n >= warm_up_min and a in context.template.releases)
-    references: list[Record] = []
-    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
-    interrupted = False
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
-    futures: dict = {}
-    try:
-        # first the trusted reference runs that fill the shared feature cache, in parallel
-        for future in concurrent.futures.as_completed(
-                [executor.submit(warm_up, a, context) for a in to_warm]):
-            try:
-                references.append(future.result())
-            except Cancelled:
-                continue
-        futures = {executor.submit(grade_one, submissions[i], context): i for i in todo}
-        for future in concurrent.futures.as_completed(futures):
-            index = futures[future]
-            try:
-                records[index] = future.result()
-            except Cancelled:
-                continue
-            bar.update(1)
-            bar.set_postfix_str(f"{records[index].student}: {records[index].status}")
-    except KeyboardInterrupt:
-        interrupted = True
-        context.cancel.set()
-        for future in futures:
-            future.cancel()
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-        context.close_workers()
-        bar.close()
-    ordered = [records[i] for i in sorted(records)]
-    return BatchResult(ordered, out, graded=len([i for i in todo if i in records]),
-                       interrupted=interrupted, references=references)
-
-
-def grade(
-    submissions: Path,
-    *,
-    out: Path,
-    course_root: Path = REPO_ROOT,
-    assignment: str | None = None,
-    profile: str = DEFAULT_PROFILE,
-    jobs: int | None = None,
-    timeout_cell: int | None = None,
-    timeout: float | None = DEFAULT_TIMEOUT_S,
-    memory_mb: float | None = DEFAULT_MEMORY_MB,
-    cache_dir: Path | None = None,
-    progress: bool = True,
-    resume: bool = True,
-    keep_work: bool = False,
-    insecure: bool = False,
-    work_dir: Path | None = None,
-) -> BatchResult:
-    """``python -m autograder grade``: collect, grade in parallel, write every report.
-
-    Writes ``out/grades.csv``, ``out/feedback/<student>/<assignment>.html`` and
-    ``out/results/<student>.json`` (Gradescope schema); see :mod:`autograder.report`.
-    """
-    from . import report
-
-    course_root = Path(course_root).resolve()
-    known = course_mod.assignments(course_root)
-    if assignment is not None and assignment not in known:
-        raise AutograderError(f"unknown assignment {assignment!r}; the course has: {', '.join(known)}")
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    batch = collect(Path(submissions), assignments=known, assignment=assignment,
-                    unpack_dir=out / ".work" / "unpacked")
-    options = Options(profile=profile, timeout_cell=timeout_cell, timeout=timeout,
-                      memory_mb=memory_mb,
-                      insecure=insecure)
-    result = grade_batch(batch, out=out, course_root=course_root, options=options, jobs=jobs,
-                         cache_dir=cache_dir, progress=progress, resume=resume,
-                         keep_work=keep_work, work_dir=work_dir)
-    report.write_reports(result.records, out, course_root=course_root)
-    return result
-
-
-def main(submissions: Path, *, out: Path, quiet: bool = False, **kwargs) -> int:
-    """CLI entry point of ``grade`` (exit code: 0 done, 130 interrupted)."""
-    import sys
-
-    from . import report
-
-    result = grade(submissions, out=out, progress=not quiet, **kwargs)
-    for reference in result.references:
-        full = reference.status in ("ok", "repaired") and reference.score >= reference.max_score
-        print(f"reference solution of {reference.assignment} (cache warm-up): "
-              f"{reference.score:g}/{reference.max_score:g}"
-              + ("" if full else " -- NOT full marks: check the thresholds (calibrate), the "
-                                 "data and the weights of this profile"), file=sys.stderr)
-    course_root = Path(kwargs.get("course_root", REPO_ROOT))
-    work = Path(kwargs.get("work_dir") or Path(out).resolve() / ".work")
-    templates = sorted(work.glob("template-*/complete"), key=lambda p: p.stat().st_mtime)
-    if templates:
-        template_root = templates[-1].parent
-        for assignment in course_mod.assignments(template_root):
-            committed = course_mod.release_notebook(course_root, assignment)
-            fresh = course_mod.release_notebook(template_root, assignment)
-            if committed.is_file() and committed.read_bytes() != fresh.read_bytes():
-                print(f"note: {committed} differs from a fresh release of the source: students "
-                      "may hold an older release (graded against the current source; run "
-                      "`python -m autograder release --check`)", file=sys.stderr)
-    if not quiet:
-        print(report.format_table(result.records))
-    out = Path(out)
-    reused = len(result.records) - result.graded
-    print(f"{len(result.records)} submission(s): {result.graded} graded now"
-          + (f", {reused} from an earlier run" if reused else "")
-          + f"\ngrades:   {out / 'grades.csv'}\nfeedback: {out / 'feedback'}/<student>/"
-          f"<assignment>.html\nresults:  {out / 'results'}/<student>.json (Gradescope)")
-    if result.interrupted:
-        print("interrupted: rerun the same command to grade the rest (finished ones are kept)")
-        return 130
-    return 0

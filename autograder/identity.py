@@ -116,8 +116,10 @@ def load(path: Path | None = None, *, course_root: Path | None = None) -> Course
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AutograderError(f"no course identity file {path} (see autograder/course.toml in "
-                              "the repository for the format)") from None
+        raise AutograderError(
+            f"no course identity file {path} (see autograder/course.toml in "
+            "the repository for the format)"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise AutograderError(f"{path}: not valid TOML: {error}") from None
     repo = data.get("student_repository")
@@ -130,8 +132,9 @@ def load(path: Path | None = None, *, course_root: Path | None = None) -> Course
             raise AutograderError(f"{path}: [student_repository] {key} must be a non-empty string")
         value = value.strip()
         if not pattern.fullmatch(value) or ".." in value or value.endswith((".", "/")):
-            raise AutograderError(f"{path}: [student_repository] {key} = {value!r} is not a "
-                                  f"valid {key}")
+            raise AutograderError(
+                f"{path}: [student_repository] {key} = {value!r} is not a valid {key}"
+            )
         values[key] = value
     if values["name"].endswith(".git"):
         values["name"] = values["name"][:-4]
@@ -143,9 +146,11 @@ def load(path: Path | None = None, *, course_root: Path | None = None) -> Course
 
 def placeholder_message(identity: CourseIdentity) -> str:
     where = identity.config or CONFIG_FILE
-    return (f"the course identity is still the placeholder {identity.repo_url} (a repository "
-            f"that does not exist): set [student_repository] owner, name and ref in {where} to "
-            "the public student repository and the tag students install")
+    return (
+        f"the course identity is still the placeholder {identity.repo_url} (a repository "
+        f"that does not exist): set [student_repository] owner, name and ref in {where} to "
+        "the public student repository and the tag students install"
+    )
 
 
 def problems(identity: CourseIdentity) -> list[tuple[str, str]]:
@@ -154,13 +159,30 @@ def problems(identity: CourseIdentity) -> list[tuple[str, str]]:
     if identity.is_placeholder:
         found.append(("error", placeholder_message(identity)))
     if identity.ref in BRANCH_NAMES:
-        found.append(("warning", f"ref = {identity.ref!r} looks like a branch: students' installs "
-                                 "will change under them; pin a tag (e.g. v1.0.0) or a commit"))
+        found.append(
+            (
+                "warning",
+                f"ref = {identity.ref!r} looks like a branch: students' installs "
+                "will change under them; pin a tag (e.g. v1.0.0) or a commit",
+            )
+        )
     if identity.host != "github.com":
-        found.append(("warning", f"host = {identity.host!r}: the Open in Colab badges only open "
-                                 "notebooks from github.com"))
+        found.append(
+            (
+                "warning",
+                f"host = {identity.host!r}: the Open in Colab badges only open "
+                "notebooks from github.com",
+            )
+        )
     return found
 
 
-__all__ = ["CONFIG_FILE", "PLACEHOLDER_URL", "TOKENS", "CourseIdentity", "load", "problems",
-           "placeholder_message"]
+__all__ = [
+    "CONFIG_FILE",
+    "PLACEHOLDER_URL",
+    "TOKENS",
+    "CourseIdentity",
+    "load",
+    "problems",
+    "placeholder_message",
+]

@@ -102,7 +102,9 @@ def static_checks(assignment: str, notebook) -> list[Problem]:
                 error(f"{where} has outputs (commit notebooks without outputs)")
             if cell.get("execution_count") is not None:
                 error(f"{where} has an execution count")
-        if "BEGIN HIDDEN TESTS" in source and not (meta and meta.get("grade") and not meta.get("solution")):
+        if "BEGIN HIDDEN TESTS" in source and not (
+            meta and meta.get("grade") and not meta.get("solution")
+        ):
             error(f"{where} has hidden tests but is not a test cell: they would be lost")
         if not meta:
             if "BEGIN SOLUTION" in source:
@@ -121,7 +123,8 @@ def static_checks(assignment: str, notebook) -> list[Problem]:
             if "BEGIN SOLUTION" not in source:
                 (error if cell.cell_type == "code" else warning)(
                     f"{where}: answer cell without ### BEGIN SOLUTION (the whole cell would be "
-                    "replaced by the stub)")
+                    "replaced by the stub)"
+                )
             elif not _balanced(source, "BEGIN SOLUTION", "END SOLUTION"):
                 error(f"{where}: unbalanced BEGIN/END SOLUTION")
         elif meta.get("grade") and cell.cell_type == "code":
@@ -137,8 +140,10 @@ def static_checks(assignment: str, notebook) -> list[Problem]:
                 elif "END HIDDEN TESTS" in line:
                     inside = False
                 elif not inside and "autograder" in line and "import" in line:
-                    error(f"{where}: a visible test line imports autograder (students do not "
-                          "have it): move it inside the hidden tests")
+                    error(
+                        f"{where}: a visible test line imports autograder (students do not "
+                        "have it): move it inside the hidden tests"
+                    )
                     break
             if "BEGIN HIDDEN TESTS" not in source:
                 warning(f"{where}: no hidden tests")
@@ -160,11 +165,23 @@ def course_checks(course_root: Path, assignment_ids: list[str], profile: str) ->
         text = course_mod.source_notebook(course_root, assignment).read_text(encoding="utf-8")
         uses_tokens |= identity.TOKEN_PREFIX in text
         if "colab.research.google.com/github/" in text:
-            problems.append(Problem(assignment, "error", "hard-coded Colab badge URL: use "
-                                    "{{COURSE_COLAB_URL}}/notebooks/<id>/<id>.ipynb"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "error",
+                    "hard-coded Colab badge URL: use "
+                    "{{COURSE_COLAB_URL}}/notebooks/<id>/<id>.ipynb",
+                )
+            )
         if "git+https://" in text or "git+http://" in text:
-            problems.append(Problem(assignment, "error", "hard-coded git URL in an install line: "
-                                    "use git+{{COURSE_REPO_URL}}@{{COURSE_REF}}"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "error",
+                    "hard-coded git URL in an install line: "
+                    "use git+{{COURSE_REPO_URL}}@{{COURSE_REF}}",
+                )
+            )
     try:
         course_identity = identity.load(course_root=course_root)
     except course_mod.AutograderError as error:
@@ -177,58 +194,112 @@ def course_checks(course_root: Path, assignment_ids: list[str], profile: str) ->
     if profile in calibrate.CALIBRATED_PROFILES:
         missing = calibrate.uncalibrated(assignment_ids, profile)
         for line in missing:
-            problems.append(Problem(line.split(" ", 1)[0], "error",
-                                    f"threshold never measured with the pretrained weights: {line}"))
+            problems.append(
+                Problem(
+                    line.split(" ", 1)[0],
+                    "error",
+                    f"threshold never measured with the pretrained weights: {line}",
+                )
+            )
         if missing:
-            problems.append(Problem("course", "error", f"uncalibrated {profile!r} thresholds: "
-                                    f"{calibrate.how_to_calibrate(profile)}"))
+            problems.append(
+                Problem(
+                    "course",
+                    "error",
+                    f"uncalibrated {profile!r} thresholds: {calibrate.how_to_calibrate(profile)}",
+                )
+            )
     return problems
 
 
-def run_checks(record_solution, record_blank, assignment: str, limit: int) -> tuple[list[Problem], list[dict]]:
+def run_checks(
+    record_solution, record_blank, assignment: str, limit: int
+) -> tuple[list[Problem], list[dict]]:
     """Problems and timings from the graded solution and blank release of one assignment."""
     problems: list[Problem] = []
     timings: list[dict] = []
     solution = record_solution
     if solution.status not in ("ok", "repaired") or solution.score < solution.max_score:
-        failing = [f"{c.grade_id} ({c.message})" for c in solution.cells
-                   if c.kind == "auto" and (c.score or 0) < c.points]
-        problems.append(Problem(assignment, "error",
-                                f"the solution scores {solution.score:g}/{solution.max_score:g} "
-                                f"({solution.status}; {solution.reason}); failing: "
-                                f"{', '.join(failing) or '-'}"))
+        failing = [
+            f"{c.grade_id} ({c.message})"
+            for c in solution.cells
+            if c.kind == "auto" and (c.score or 0) < c.points
+        ]
+        problems.append(
+            Problem(
+                assignment,
+                "error",
+                f"the solution scores {solution.score:g}/{solution.max_score:g} "
+                f"({solution.status}; {solution.reason}); failing: "
+                f"{', '.join(failing) or '-'}",
+            )
+        )
     for error in solution.code_errors:
-        problems.append(Problem(assignment, "error",
-                                f"the solution's cell {error['cell']} raised {error['message']}"))
+        problems.append(
+            Problem(
+                assignment,
+                "error",
+                f"the solution's cell {error['cell']} raised {error['message']}",
+            )
+        )
     test_ids = {c.grade_id for c in solution.cells if c.kind == "auto"}
     for timing in solution.timings:
         if timing.get("stderr") and timing.get("grade_id") in test_ids:
-            problems.append(Problem(assignment, "warning",
-                                    f"test cell {timing['grade_id']} writes to stderr with the "
-                                    "solution (plain nbgrader would give it 0)"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "warning",
+                    f"test cell {timing['grade_id']} writes to stderr with the "
+                    "solution (plain nbgrader would give it 0)",
+                )
+            )
         timings.append({"assignment": assignment, **timing, "limit": limit})
         if timing["seconds"] >= limit:
-            problems.append(Problem(assignment, "error",
-                                    f"cell {timing['index'] + 1} ({timing.get('grade_id') or '-'}) "
-                                    f"takes {timing['seconds']:.1f} s, over the {limit} s limit"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "error",
+                    f"cell {timing['index'] + 1} ({timing.get('grade_id') or '-'}) "
+                    f"takes {timing['seconds']:.1f} s, over the {limit} s limit",
+                )
+            )
     if record_blank is not None:
-        passing = [c.grade_id for c in record_blank.cells if c.kind == "auto" and (c.score or 0) > 0]
+        passing = [
+            c.grade_id for c in record_blank.cells if c.kind == "auto" and (c.score or 0) > 0
+        ]
         if passing:
-            problems.append(Problem(assignment, "error",
-                                    f"test cell(s) {', '.join(passing)} give points to the blank "
-                                    "release (they test nothing the student writes)"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "error",
+                    f"test cell(s) {', '.join(passing)} give points to the blank "
+                    "release (they test nothing the student writes)",
+                )
+            )
         if record_blank.status in ("error", "invalid"):
-            problems.append(Problem(assignment, "error",
-                                    f"the blank release could not be graded: {record_blank.reason}"))
+            problems.append(
+                Problem(
+                    assignment,
+                    "error",
+                    f"the blank release could not be graded: {record_blank.reason}",
+                )
+            )
     return problems, timings
 
 
-def preflight(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-              profile: str = "grading", jobs: int | None = None, timeout_cell: int | None = None,
-              static_only: bool = False, progress: bool = True,
-              out: Path | None = None) -> PreflightReport:
+def preflight(
+    *,
+    course_root: Path = REPO_ROOT,
+    assignments: list[str] | None = None,
+    profile: str = "grading",
+    jobs: int | None = None,
+    timeout_cell: int | None = None,
+    static_only: bool = False,
+    progress: bool = True,
+    out: Path | None = None,
+) -> PreflightReport:
     """Run the checks (module docstring) and return the report."""
-    from . import grading, students
+    from . import batch, students
     from .submissions import Submission
 
     course_root = Path(course_root).resolve()
@@ -242,26 +313,37 @@ def preflight(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = 
         return report
     with tempfile.TemporaryDirectory(prefix="featurelab-preflight-") as tmp:
         out = Path(out) if out else Path(tmp) / "out"
-        template = grading.build_template(course_root, course_mod.assignments(course_root),
-                                          out / ".work")
+        template = batch.build_template(
+            course_root, course_mod.assignments(course_root), out / ".work"
+        )
         limit = timeout_cell or template.execute_timeout
         batch = []
         for assignment in assignment_ids:
             source = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
             release = template.release(assignment).notebook
-            for who, notebook in (("solution", students.solved_release(source, release)),
-                                  ("blank", students.blank_release(release))):
+            for who, notebook in (
+                ("solution", students.solved_release(source, release)),
+                ("blank", students.blank_release(release)),
+            ):
                 path = Path(tmp) / "submissions" / f"{who}_{assignment}.ipynb"
                 students.write(notebook, path)
                 batch.append(Submission(who, assignment, path, path.name, "flat"))
-        options = grading.Options(profile=profile, timeout_cell=timeout_cell)
-        result = grading.grade_batch(batch, out=out, course_root=course_root, options=options,
-                                     jobs=jobs, progress=progress, resume=False)
+        options = batch.Options(profile=profile, timeout_cell=timeout_cell)
+        result = batch.grade_batch(
+            batch,
+            out=out,
+            course_root=course_root,
+            options=options,
+            jobs=jobs,
+            progress=progress,
+            resume=False,
+        )
     report.records = result.records
     by_key = {(r.student, r.assignment): r for r in result.records}
     for assignment in assignment_ids:
-        problems, timings = run_checks(by_key[("solution", assignment)],
-                                       by_key.get(("blank", assignment)), assignment, limit)
+        problems, timings = run_checks(
+            by_key[("solution", assignment)], by_key.get(("blank", assignment)), assignment, limit
+        )
         report.problems += problems
         report.timings += timings
     return report
@@ -270,19 +352,39 @@ def preflight(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = 
 def format_timings(timings: list[dict]) -> str:
     lines = [f"{'assignment':28s} {'cell':>4s}  {'grade id':32s} {'seconds':>8s} {'limit':>6s}"]
     for row in timings:
-        flag = ("OVER" if row["seconds"] >= row["limit"]
-                else "SLOW" if row["seconds"] >= row["limit"] / 2 else "")
-        lines.append(f"{row['assignment']:28s} {row['index'] + 1:4d}  "
-                     f"{(row.get('grade_id') or '-')[:32]:32s} {row['seconds']:8.2f} "
-                     f"{row['limit']:6d} {flag}".rstrip())
+        flag = (
+            "OVER"
+            if row["seconds"] >= row["limit"]
+            else "SLOW"
+            if row["seconds"] >= row["limit"] / 2
+            else ""
+        )
+        lines.append(
+            f"{row['assignment']:28s} {row['index'] + 1:4d}  "
+            f"{(row.get('grade_id') or '-')[:32]:32s} {row['seconds']:8.2f} "
+            f"{row['limit']:6d} {flag}".rstrip()
+        )
     return "\n".join(lines)
 
 
-def main(*, course_root: Path, assignments: list[str] | None, profile: str, jobs: int | None,
-         timeout_cell: int | None, static_only: bool) -> int:
+def main(
+    *,
+    course_root: Path,
+    assignments: list[str] | None,
+    profile: str,
+    jobs: int | None,
+    timeout_cell: int | None,
+    static_only: bool,
+) -> int:
     """CLI entry point (exit code 1 on any error)."""
-    report = preflight(course_root=course_root, assignments=assignments, profile=profile,
-                       jobs=jobs, timeout_cell=timeout_cell, static_only=static_only)
+    report = preflight(
+        course_root=course_root,
+        assignments=assignments,
+        profile=profile,
+        jobs=jobs,
+        timeout_cell=timeout_cell,
+        static_only=static_only,
+    )
     if report.timings:
         print(f"per-cell times of the solutions (profile {profile}):")
         print(format_timings(report.timings))

@@ -37,8 +37,14 @@ from . import course as course_mod
 from . import identity as identity_mod
 from .course import REPO_ROOT, AutograderError
 
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
-           "BEGIN MARK SCHEME", "END MARK SCHEME")
+MARKERS = (
+    "BEGIN SOLUTION",
+    "END SOLUTION",
+    "BEGIN HIDDEN TESTS",
+    "END HIDDEN TESTS",
+    "BEGIN MARK SCHEME",
+    "END MARK SCHEME",
+)
 MIN_LEAK_LINE = 8  # shorter solution lines ("pass", "return x") are too common to call a leak
 
 
@@ -70,9 +76,14 @@ def unknown_tokens(text: str) -> list[str]:
     return sorted(set(re.findall(r"\{\{COURSE_[A-Za-z0-9_]*\}\}", text)))
 
 
-def generate_into(course_root: Path, assignment_ids: list[str], work: Path,
-                  *, db_path: Path | None = None,
-                  identity: identity_mod.CourseIdentity | None = None) -> Path:
+def generate_into(
+    course_root: Path,
+    assignment_ids: list[str],
+    work: Path,
+    *,
+    db_path: Path | None = None,
+    identity: identity_mod.CourseIdentity | None = None,
+) -> Path:
     """Release ``assignment_ids`` in a temporary course under ``work``; returns its release dir.
 
     The course identity (``autograder/course.toml`` unless ``identity`` is given) replaces the
@@ -84,15 +95,21 @@ def generate_into(course_root: Path, assignment_ids: list[str], work: Path,
     substitute_identity(temp_course / course_mod.SOURCE_DIR, identity)
     db_path = db_path or temp_course / "gradebook.db"
     (temp_course / "nbgrader_config.py").write_text(_config_text(temp_course, db_path))
-    course_mod.run_nbgrader("generate_assignment", "*", "--force", course_root=temp_course,
-                            work_dir=Path(work) / "jupyter")
+    course_mod.run_nbgrader(
+        "generate_assignment",
+        "*",
+        "--force",
+        course_root=temp_course,
+        work_dir=Path(work) / "jupyter",
+    )
     released = temp_course / course_mod.RELEASE_DIR
     for path in sorted(released.rglob("*.ipynb")):
         left = unknown_tokens(path.read_text(encoding="utf-8"))
         if left:
             raise AutograderError(
                 f"{path.relative_to(released)}: unknown identity token(s) {', '.join(left)} "
-                f"(known: {', '.join(identity_mod.TOKENS)})")
+                f"(known: {', '.join(identity_mod.TOKENS)})"
+            )
     return released
 
 
@@ -102,13 +119,18 @@ def _files(folder: Path) -> dict[str, Path]:
     return {
         str(path.relative_to(folder)): path
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and not set(path.relative_to(folder).parts) & set(course_mod.IGNORED_NAMES)
+        if path.is_file()
+        and not set(path.relative_to(folder).parts) & set(course_mod.IGNORED_NAMES)
     }
 
 
-def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-             *, gradebook: bool = True,
-             identity: identity_mod.CourseIdentity | None = None) -> dict[str, Path]:
+def generate(
+    course_root: Path = REPO_ROOT,
+    assignments: list[str] | None = None,
+    *,
+    gradebook: bool = True,
+    identity: identity_mod.CourseIdentity | None = None,
+) -> dict[str, Path]:
     """Regenerate ``notebooks/<id>/`` for ``assignments`` (all by default); returns the notebooks.
 
     Each ``notebooks/<id>/`` folder is replaced as a whole (a file removed from the source
@@ -118,8 +140,9 @@ def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     with tempfile.TemporaryDirectory(prefix="featurelab-release-") as work:
         db_path = course_root / "gradebook.db" if gradebook else None
-        released = generate_into(course_root, assignment_ids, Path(work), db_path=db_path,
-                                 identity=identity)
+        released = generate_into(
+            course_root, assignment_ids, Path(work), db_path=db_path, identity=identity
+        )
         result = {}
         for assignment in assignment_ids:
             target = course_root / course_mod.RELEASE_DIR / assignment
@@ -132,8 +155,12 @@ def generate(course_root: Path = REPO_ROOT, assignments: list[str] | None = None
     return result
 
 
-def stale_files(course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-                *, identity: identity_mod.CourseIdentity | None = None) -> list[str]:
+def stale_files(
+    course_root: Path = REPO_ROOT,
+    assignments: list[str] | None = None,
+    *,
+    identity: identity_mod.CourseIdentity | None = None,
+) -> list[str]:
     """Files of ``notebooks/`` that a fresh release would change: ``["<path>: why", ...]``."""
     course_root = Path(course_root).resolve()
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
@@ -189,8 +216,9 @@ def find_leaks(source_nb, release_nb) -> list[str]:
         hidden_in, hidden_out = _region_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
         secret |= solution_in | hidden_in
         public |= solution_out & hidden_out
-    secret = {line for line in secret - public
-              if len(line) >= MIN_LEAK_LINE and not line.startswith("#")}
+    secret = {
+        line for line in secret - public if len(line) >= MIN_LEAK_LINE and not line.startswith("#")
+    }
     for index, cell in enumerate(release_nb.cells):
         gid = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
         text = _text(cell.source)
@@ -235,11 +263,14 @@ class CheckResult:
 
 def check(course_root: Path = REPO_ROOT, assignments: list[str] | None = None) -> CheckResult:
     """``release --check``: stale files and leaks (both empty when all is well)."""
-    return CheckResult(stale_files(course_root, assignments), release_leaks(course_root, assignments))
+    return CheckResult(
+        stale_files(course_root, assignments), release_leaks(course_root, assignments)
+    )
 
 
-def main(*, course_root: Path = REPO_ROOT, assignments: list[str] | None = None,
-         check_only: bool = False) -> int:
+def main(
+    *, course_root: Path = REPO_ROOT, assignments: list[str] | None = None, check_only: bool = False
+) -> int:
     """CLI entry point (exit code)."""
     if check_only:
         result = check(course_root, assignments)

@@ -138,8 +138,9 @@ def load_submission(data: bytes) -> NotebookNode:
             f"({error.msg}); the file is damaged or was not saved as .ipynb",
         ) from None
     except RecursionError:
-        raise Rejected("invalid", "not a notebook: the JSON is nested too deeply to be a "
-                                  "notebook") from None
+        raise Rejected(
+            "invalid", "not a notebook: the JSON is nested too deeply to be a notebook"
+        ) from None
     except ValueError as error:  # e.g. an integer with more digits than Python reads
         raise Rejected("invalid", f"not a notebook: unreadable JSON ({error})") from None
     if not isinstance(raw, dict) or not (
@@ -151,19 +152,22 @@ def load_submission(data: bytes) -> NotebookNode:
         if isinstance(raw.get("cells"), list):
             version = 4  # a v4 layout with a damaged version field: read it as v4
         else:
-            raise Rejected("invalid", f"not a notebook: its format version {version!r} is not "
-                                      "a number")
+            raise Rejected(
+                "invalid", f"not a notebook: its format version {version!r} is not a number"
+            )
     if version < 4:
         try:
             raw = json.loads(nbformat.writes(nbformat.reads(text, as_version=4)))
         except Exception as error:  # noqa: BLE001 - any conversion failure is a reason
-            raise Rejected("invalid", f"old notebook format that cannot be read ({error})") from None
+            raise Rejected(
+                "invalid", f"old notebook format that cannot be read ({error})"
+            ) from None
     try:
         return _coerce_v4(raw)
     except Exception as error:  # noqa: BLE001 - a malformed field is the file's problem
         raise Rejected(
-            "invalid", f"not a notebook: malformed content ({type(error).__name__}: "
-                       f"{str(error)[:200]})",
+            "invalid",
+            f"not a notebook: malformed content ({type(error).__name__}: {str(error)[:200]})",
         ) from None
 
 
@@ -190,9 +194,7 @@ def _coerce_v4(raw: dict) -> NotebookNode:
             cell["attachments"] = item["attachments"]
         cells.append(cell)
     metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
-    notebook = from_dict(
-        {"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}
-    )
+    notebook = from_dict({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5})
     _unique_cell_ids(notebook)
     return notebook
 
@@ -263,8 +265,10 @@ def identify(
     if confident:
         notes = []
         if expected is not None:
-            notes.append(f"named {expected!r}, which is not an assignment of this course: "
-                         f"graded as {best}, which it matches")
+            notes.append(
+                f"named {expected!r}, which is not an assignment of this course: "
+                f"graded as {best}, which it matches"
+            )
         return best, notes
     if expected is not None:
         raise Rejected("invalid", f"unknown assignment {expected!r} and the notebook matches none")
@@ -292,7 +296,9 @@ def _release_copy(cell: NotebookNode) -> NotebookNode:
     return fresh
 
 
-def _assign_in_order(solutions: list[NotebookNode], candidates: list[NotebookNode]) -> list[int | None]:
+def _assign_in_order(
+    solutions: list[NotebookNode], candidates: list[NotebookNode]
+) -> list[int | None]:
     """Order-preserving assignment of release answer cells to candidate cells (max similarity).
 
     Returns, per release cell, the index of its candidate or ``None``. Dynamic programming over
@@ -368,8 +374,13 @@ def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNo
         gap_rel = list(range(previous_rel + 1, rel_index))
         gap_sub = list(range(previous_sub + 1, sub_index))
         # answer cells of the release in this gap, matched to the student's unmarked cells
-        answers = [j for j in gap_rel if _grade_id(rel_cells[j]) and not _is_locked(_nbgrader(rel_cells[j]))
-                   and _grade_id(rel_cells[j]) not in present]
+        answers = [
+            j
+            for j in gap_rel
+            if _grade_id(rel_cells[j])
+            and not _is_locked(_nbgrader(rel_cells[j]))
+            and _grade_id(rel_cells[j]) not in present
+        ]
         candidates = [i for i in gap_sub if _grade_id(cells[i]) is None]
         chosen = _assign_in_order([rel_cells[j] for j in answers], [cells[i] for i in candidates])
         match_of = {answers[a]: candidates[c] for a, c in enumerate(chosen) if c is not None}
@@ -425,7 +436,9 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
             if gid:
                 unknown.append(gid)
     if unknown:
-        notes.append(f"unknown grade id(s) {', '.join(sorted(set(unknown)))}: graded as ordinary cells")
+        notes.append(
+            f"unknown grade id(s) {', '.join(sorted(set(unknown)))}: graded as ordinary cells"
+        )
         repaired = True
 
     # 4. duplicated grade ids: the last copy is graded
@@ -477,13 +490,20 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
                 "position)"
             )
         restored = counts["restored"]
-        tests = [g for g in restored if release.cells_by_id[g].metadata["nbgrader"].get("grade")
-                 and _is_locked(release.cells_by_id[g].metadata["nbgrader"])]
-        answers = [g for g in restored if not _is_locked(release.cells_by_id[g].metadata["nbgrader"])]
+        tests = [
+            g
+            for g in restored
+            if release.cells_by_id[g].metadata["nbgrader"].get("grade")
+            and _is_locked(release.cells_by_id[g].metadata["nbgrader"])
+        ]
+        answers = [
+            g for g in restored if not _is_locked(release.cells_by_id[g].metadata["nbgrader"])
+        ]
         others = [g for g in restored if g not in tests and g not in answers]
         if tests:
-            notes.append(f"test cell(s) {', '.join(tests)} missing: restored from the release "
-                         "and graded")
+            notes.append(
+                f"test cell(s) {', '.join(tests)} missing: restored from the release and graded"
+            )
         if answers:
             notes.append(f"answer cell(s) {', '.join(answers)} missing: restored empty")
         if others and not stripped:
@@ -506,7 +526,9 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
         ):
             edited_tests.append(gid)
     if edited_tests:
-        notes.append(f"test cell(s) {', '.join(edited_tests)} edited: graded with the original tests")
+        notes.append(
+            f"test cell(s) {', '.join(edited_tests)} edited: graded with the original tests"
+        )
 
     notebook.cells = cells
     _unique_cell_ids(notebook)

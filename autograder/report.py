@@ -75,9 +75,15 @@ def grades_csv(records) -> str:
             (f"{record.assignment}:{c.grade_id}" if prefixed else c.grade_id): c
             for c in record.cells
         }
-        row = [_cell(record.student), _cell(record.assignment or ""), _number(record.score),
-               _number(record.max_score), record.status, _cell(record.reason),
-               _source(record.label)]
+        row = [
+            _cell(record.student),
+            _cell(record.assignment or ""),
+            _number(record.score),
+            _number(record.max_score),
+            record.status,
+            _cell(record.reason),
+            _source(record.label),
+        ]
         row += [_number(by_column[c].score) if c in by_column else "" for c in columns]
         writer.writerow(row)
     return buffer.getvalue()
@@ -100,14 +106,16 @@ def gradescope_results(records) -> dict:
         for cell in record.cells:
             if cell.kind == "manual":
                 continue  # graded by hand: listed in the output, not as an automatic test
-            tests.append({
-                "name": f"{prefix}{cell.heading or cell.grade_id} [{cell.grade_id}]",
-                "score": cell.score or 0.0,
-                "max_score": cell.points,
-                "status": "passed" if cell.outcome == "passed" else "failed",
-                "output": cell.message,
-                "visibility": "visible",
-            })
+            tests.append(
+                {
+                    "name": f"{prefix}{cell.heading or cell.grade_id} [{cell.grade_id}]",
+                    "score": cell.score or 0.0,
+                    "max_score": cell.points,
+                    "status": "passed" if cell.outcome == "passed" else "failed",
+                    "output": cell.message,
+                    "visibility": "visible",
+                }
+            )
         for error in record.code_errors:
             outputs.append(f"{error['cell']} ({error['kind']}) raised {error['message']}")
     return {
@@ -119,8 +127,13 @@ def gradescope_results(records) -> dict:
         "tests": tests,
         "extra_data": {
             "assignments": [
-                {"assignment": r.assignment, "status": r.status, "score": r.score,
-                 "max_score": r.max_score, "reason": r.reason}
+                {
+                    "assignment": r.assignment,
+                    "status": r.status,
+                    "score": r.score,
+                    "max_score": r.max_score,
+                    "reason": r.reason,
+                }
                 for r in records
             ]
         },
@@ -204,12 +217,20 @@ def format_table(records) -> str:
     """The gradebook as a plain-text table (what ``grade`` and ``demo`` print)."""
     header = ["student", "assignment", "score", "status", "reason"]
     rows = [
-        [printable(r.student), printable(r.assignment or "-"), f"{r.score:g}/{r.max_score:g}",
-         r.status, printable((r.reason[:90] + "…") if len(r.reason) > 91 else r.reason)]
+        [
+            printable(r.student),
+            printable(r.assignment or "-"),
+            f"{r.score:g}/{r.max_score:g}",
+            r.status,
+            printable((r.reason[:90] + "…") if len(r.reason) > 91 else r.reason),
+        ]
         for r in sorted(records, key=lambda r: (r.assignment or "", r.student))
     ]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(header, widths, strict=True)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines += [
+        "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)

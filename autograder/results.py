@@ -15,8 +15,16 @@ from pathlib import Path
 from . import repair as repair_mod
 from .template import Template
 
-STATUS_ORDER = ("ok", "repaired", "limited", "crashed", "timeout", "error", "invalid",
-                "wrong_assignment")
+STATUS_ORDER = (
+    "ok",
+    "repaired",
+    "limited",
+    "crashed",
+    "timeout",
+    "error",
+    "invalid",
+    "wrong_assignment",
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -30,7 +38,9 @@ class CellResult:
     kind: str  # "auto" | "manual"
     points: float
     score: float | None  # None: to be graded by hand
-    outcome: str  # passed | partial | failed | timeout | crashed | memory | not_run | manual | no_answer
+    outcome: (
+        str  # passed | partial | failed | timeout | crashed | memory | not_run | manual | no_answer
+    )
     message: str
 
 
@@ -106,8 +116,11 @@ def failing_visible_line(output, visible_source: str) -> str | None:
 
 _GRADER_ERRORS = {
     # error names the grader itself puts on a cell, with its own words (never the evalue)
-    "KernelDied": ("crashed", "this cell crashed the Python kernel (segfault, os._exit(), killed "
-                              "process...) and was not run when grading"),
+    "KernelDied": (
+        "crashed",
+        "this cell crashed the Python kernel (segfault, os._exit(), killed "
+        "process...) and was not run when grading",
+    ),
     "NoEvidence": ("failed", "this check did not run to its end (its results are missing)"),
 }
 
@@ -115,8 +128,9 @@ _GRADER_ERRORS = {
 _EXCEPTION_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,59}$")
 
 
-def _error_message(output, hidden_lines: list[str], timeout_s: int,
-                   visible_source: str = "") -> tuple[str, str]:
+def _error_message(
+    output, hidden_lines: list[str], timeout_s: int, visible_source: str = ""
+) -> tuple[str, str]:
     """(outcome, message) for an error output of a test cell.
 
     Only the judge's words (``JudgeVerdict``), the grader's own texts and lines of the release
@@ -194,9 +208,15 @@ def _score_from_gradebook(db: Path, assignment: str, student: str) -> dict[str, 
         return {grade.name: grade.to_dict() for grade in notebook.grades}
 
 
-def build_cells(template: Template, assignment: str, grades: dict[str, dict] | None,
-                autograded_nb, journal: list[dict], timeout_s: int,
-                verdicts: dict | None = None) -> list[CellResult]:
+def build_cells(
+    template: Template,
+    assignment: str,
+    grades: dict[str, dict] | None,
+    autograded_nb,
+    journal: list[dict],
+    timeout_s: int,
+    verdicts: dict | None = None,
+) -> list[CellResult]:
     """Per graded cell: points, score and a message that teaches without leaking tests.
 
     ``grades`` (from the gradebook) is None when nbgrader did not finish (wall clock, memory,
@@ -219,40 +239,81 @@ def build_cells(template: Template, assignment: str, grades: dict[str, dict] | N
         heading = headings.get(gid, "")
         if kind == "manual":
             grade = (grades or {}).get(gid, {})
-            if grades is not None and grade.get("auto_score") == 0 and not grade.get("needs_manual_grade"):
-                cells.append(CellResult(gid, heading, kind, points, 0.0, "no_answer",
-                                        "no answer given"))
+            if (
+                grades is not None
+                and grade.get("auto_score") == 0
+                and not grade.get("needs_manual_grade")
+            ):
+                cells.append(
+                    CellResult(gid, heading, kind, points, 0.0, "no_answer", "no answer given")
+                )
             else:
-                cells.append(CellResult(gid, heading, kind, points, None, "manual",
-                                        "to be graded by hand"))
+                cells.append(
+                    CellResult(gid, heading, kind, points, None, "manual", "to be graded by hand")
+                )
             continue
         event = ended.get(gid, {})
-        stderr_note = (" (your code wrote to stderr while this check ran; that is ignored)"
-                       if event.get("stderr") else "")
+        stderr_note = (
+            " (your code wrote to stderr while this check ran; that is ignored)"
+            if event.get("stderr")
+            else ""
+        )
         if grades is not None:
             score = grades.get(gid, {}).get("auto_score")
             score = 0.0 if score is None else float(score)
         elif (verdicts or {}).get(gid) is not None:  # stopped early: the judge on the evidence
             verdict = verdicts[gid]
-            score = (points if verdict.score is None else min(points, verdict.score)) \
-                if verdict.passed else 0.0
+            score = (
+                (points if verdict.score is None else min(points, verdict.score))
+                if verdict.passed
+                else 0.0
+            )
             outcome = "passed" if verdict.passed else "failed"
-            cells.append(CellResult(gid, heading, kind, points, score, outcome,
-                                    "passed" if verdict.passed else verdict.message))
+            cells.append(
+                CellResult(
+                    gid,
+                    heading,
+                    kind,
+                    points,
+                    score,
+                    outcome,
+                    "passed" if verdict.passed else verdict.message,
+                )
+            )
             continue
         elif event:
             outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
-            cells.append(CellResult(gid, heading, kind, points, 0.0, outcome,
-                                    f"did not finish ({event.get('error') or 'no result'})"))
+            cells.append(
+                CellResult(
+                    gid,
+                    heading,
+                    kind,
+                    points,
+                    0.0,
+                    outcome,
+                    f"did not finish ({event.get('error') or 'no result'})",
+                )
+            )
             continue
         else:
-            cells.append(CellResult(gid, heading, kind, points, 0.0, "not_run",
-                                    "not run: grading stopped before this cell"))
+            cells.append(
+                CellResult(
+                    gid,
+                    heading,
+                    kind,
+                    points,
+                    0.0,
+                    "not_run",
+                    "not run: grading stopped before this cell",
+                )
+            )
             continue
         cell = outputs_by_id.get(gid)
         error = pick_error(cell) if cell is not None else None
         if score >= points:
-            cells.append(CellResult(gid, heading, kind, points, score, "passed", "passed" + stderr_note))
+            cells.append(
+                CellResult(gid, heading, kind, points, score, "passed", "passed" + stderr_note)
+            )
         elif error is not None:
             visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
             outcome, message = _error_message(error, hidden, timeout_s, visible)
@@ -262,8 +323,17 @@ def build_cells(template: Template, assignment: str, grades: dict[str, dict] | N
         elif score > 0:
             cells.append(CellResult(gid, heading, kind, points, score, "partial", "partial credit"))
         elif event.get("stderr"):
-            cells.append(CellResult(gid, heading, kind, points, score, "failed",
-                                    "wrote to stderr, which nbgrader counts as a failure"))
+            cells.append(
+                CellResult(
+                    gid,
+                    heading,
+                    kind,
+                    points,
+                    score,
+                    "failed",
+                    "wrote to stderr, which nbgrader counts as a failure",
+                )
+            )
         else:
             cells.append(CellResult(gid, heading, kind, points, score, "failed", "no credit"))
     return cells

@@ -191,9 +191,16 @@ class Worker:
     after ``max_requests`` requests or when its own RSS exceeds ``max_own_rss_mb``.
     """
 
-    def __init__(self, env: dict[str, str], cwd: Path, log_path: Path,
-                 *, max_requests: int = 100, max_own_rss_mb: float = 1500.0,
-                 start_timeout_s: float = 300.0):
+    def __init__(
+        self,
+        env: dict[str, str],
+        cwd: Path,
+        log_path: Path,
+        *,
+        max_requests: int = 100,
+        max_own_rss_mb: float = 1500.0,
+        start_timeout_s: float = 300.0,
+    ):
         self.env = dict(env)
         self.cwd = Path(cwd)
         self.log_path = Path(log_path)
@@ -296,8 +303,9 @@ class Worker:
         if leftovers:
             kill_processes(list(leftovers.values()))
 
-    def run(self, request: dict, *, limits: Limits,
-            cancel: threading.Event | None = None) -> tuple[Outcome, dict | None]:
+    def run(
+        self, request: dict, *, limits: Limits, cancel: threading.Event | None = None
+    ) -> tuple[Outcome, dict | None]:
         """Send ``request``; returns the outcome and the worker's reply (None if it died)."""
         import json
         import select
@@ -348,6 +356,10 @@ class Worker:
             returncode = 1
         else:
             returncode = 0 if reply.get("success") else 1
-        outcome = Outcome(returncode=returncode, killed=killed,
-                          seconds=time.monotonic() - started, peak_rss_mb=peak)
+        outcome = Outcome(
+            returncode=returncode,
+            killed=killed,
+            seconds=time.monotonic() - started,
+            peak_rss_mb=peak,
+        )
         return outcome, reply

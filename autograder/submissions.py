@@ -74,12 +74,34 @@ HASH_DIGITS = 8
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _HASHED = re.compile(r"-[0-9a-f]{8,16}$")
 _COPY_MARKER = re.compile(r"\s*\(\d+\)$")
-_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
-                    *(f"lpt{i}" for i in range(10))}
-_TRANSLITERATION = str.maketrans({
-    "ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE", "ł": "l",
-    "Ł": "L", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "Th", "ı": "i",
-})
+_WINDOWS_DEVICES = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(10)),
+    *(f"lpt{i}" for i in range(10)),
+}
+_TRANSLITERATION = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "AE",
+        "ø": "o",
+        "Ø": "O",
+        "œ": "oe",
+        "Œ": "OE",
+        "ł": "l",
+        "Ł": "L",
+        "đ": "d",
+        "Đ": "D",
+        "ð": "d",
+        "Ð": "D",
+        "þ": "th",
+        "Þ": "Th",
+        "ı": "i",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -157,8 +179,11 @@ def transliterate(text: str) -> str:
     """A readable ASCII form of ``text`` (``Zoë`` -> ``Zoe``; what has none is dropped)."""
     text = text.translate(_TRANSLITERATION)
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).encode(
-        "ascii", "ignore").decode()
+    return (
+        "".join(c for c in decomposed if not unicodedata.combining(c))
+        .encode("ascii", "ignore")
+        .decode()
+    )
 
 
 def _reserved(name: str) -> bool:
@@ -173,8 +198,12 @@ def _readable(text: str, limit: int) -> str:
 def student_id(raw: str, digits: int = HASH_DIGITS) -> str:
     """The id of the student named ``raw`` (see the module docstring): unique and stable."""
     key = unicodedata.normalize("NFC", raw)
-    if (_SAFE.fullmatch(key) and len(key) <= MAX_ID and not _HASHED.search(key)
-            and not _reserved(key)):
+    if (
+        _SAFE.fullmatch(key)
+        and len(key) <= MAX_ID
+        and not _HASHED.search(key)
+        and not _reserved(key)
+    ):
         return key
     return f"{_readable(key, ID_BASE)}-{digest(key, digits)}"
 
@@ -195,8 +224,9 @@ def _split_flat_name(stem: str, assignments: list[str]) -> tuple[str, str | None
     for assignment in sorted(assignments, key=len, reverse=True):
         position = stem.rfind(assignment)
         if position >= 0:
-            student = stem[:position].rstrip(" _-.") or stem[position + len(assignment):].strip(
-                " _-.")
+            student = stem[:position].rstrip(" _-.") or stem[position + len(assignment) :].strip(
+                " _-."
+            )
             return _COPY_MARKER.sub("", student), assignment
     return stem.strip(), None
 
@@ -268,16 +298,22 @@ def _walk(root: Path) -> _Listing:
             try:
                 info = os.lstat(full)
             except OSError as error:
-                listing.entries.append(_Entry(parts, Path(dirpath), 0.0, label,
-                                              f"cannot read the file: {error.strerror}"))
+                listing.entries.append(
+                    _Entry(
+                        parts, Path(dirpath), 0.0, label, f"cannot read the file: {error.strerror}"
+                    )
+                )
                 continue
             problem = None
             if stat.S_ISLNK(info.st_mode):
                 problem = "a symbolic link, not a notebook file: not graded"
             elif not stat.S_ISREG(info.st_mode):
                 problem = "not a regular file: not graded"
-            listing.entries.append(_Entry(parts, Path(dirpath) if problem else Path(full),
-                                          info.st_mtime, label, problem))
+            listing.entries.append(
+                _Entry(
+                    parts, Path(dirpath) if problem else Path(full), info.st_mtime, label, problem
+                )
+            )
     return listing
 
 
@@ -293,8 +329,12 @@ def _member_name(member: zipfile.ZipInfo) -> str:
 
 def _unsafe(name: str) -> bool:
     parts = name.split("/")
-    return (name.startswith("/") or ".." in parts or bool(re.match(r"^[A-Za-z]:", name))
-            or "\x00" in name)
+    return (
+        name.startswith("/")
+        or ".." in parts
+        or bool(re.match(r"^[A-Za-z]:", name))
+        or "\x00" in name
+    )
 
 
 def _extract(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, cap: int) -> int:
@@ -357,25 +397,35 @@ def _read_zip(archive: Path, target: Path, limits: ZipLimits) -> _Listing:
             size, packed = member.file_size, member.compress_size
             problem = None
             if unsafe:
-                problem = ("unsafe path in the .zip (it leads outside the folder it is "
-                           "extracted to): not extracted")
+                problem = (
+                    "unsafe path in the .zip (it leads outside the folder it is "
+                    "extracted to): not extracted"
+                )
             elif stat.S_ISLNK(mode):
                 problem = "a symbolic link in the .zip, not a notebook: not extracted"
             elif member.flag_bits & 0x1:
                 problem = "an encrypted member of the .zip: not extracted"
             elif index >= limits.max_members:
-                problem = (f"the .zip holds more than {limits.max_members} members: this one "
-                           "(and the following ones) not extracted")
+                problem = (
+                    f"the .zip holds more than {limits.max_members} members: this one "
+                    "(and the following ones) not extracted"
+                )
             elif size > limits.max_member_bytes:
-                problem = (f"too large: {_mib(size)} uncompressed (limit "
-                           f"{_mib(limits.max_member_bytes)}): not extracted")
+                problem = (
+                    f"too large: {_mib(size)} uncompressed (limit "
+                    f"{_mib(limits.max_member_bytes)}): not extracted"
+                )
             elif size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
-                problem = (f"compressed {size / max(packed, 1):.0f}:1 ({_mib(size)} from "
-                           f"{packed} bytes; limit {limits.max_ratio:g}:1), a zip bomb?: not "
-                           "extracted")
+                problem = (
+                    f"compressed {size / max(packed, 1):.0f}:1 ({_mib(size)} from "
+                    f"{packed} bytes; limit {limits.max_ratio:g}:1), a zip bomb?: not "
+                    "extracted"
+                )
             elif total + size > limits.max_total_bytes:
-                problem = (f"the .zip's total uncompressed size limit "
-                           f"({_mib(limits.max_total_bytes)}) is reached: not extracted")
+                problem = (
+                    f"the .zip's total uncompressed size limit "
+                    f"({_mib(limits.max_total_bytes)}) is reached: not extracted"
+                )
             if problem:
                 listing.entries.append(_Entry(parts, target, mtime, label, problem))
                 continue
@@ -383,18 +433,37 @@ def _read_zip(archive: Path, target: Path, limits: ZipLimits) -> _Listing:
             cap = min(limits.max_member_bytes, limits.max_total_bytes - total)
             try:
                 written = _extract(bundle, member, destination, cap)
-            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
-                    RuntimeError, ValueError) as error:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                EOFError,
+                OSError,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+            ) as error:
                 destination.unlink(missing_ok=True)
-                listing.entries.append(_Entry(parts, target, mtime, label,
-                                              f"a damaged member of the .zip ({error}): not "
-                                              "extracted"))
+                listing.entries.append(
+                    _Entry(
+                        parts,
+                        target,
+                        mtime,
+                        label,
+                        f"a damaged member of the .zip ({error}): not extracted",
+                    )
+                )
                 continue
             if written < 0:
                 destination.unlink(missing_ok=True)
-                listing.entries.append(_Entry(
-                    parts, target, mtime, label,
-                    f"larger than its .zip header says (over {_mib(cap)}): not extracted"))
+                listing.entries.append(
+                    _Entry(
+                        parts,
+                        target,
+                        mtime,
+                        label,
+                        f"larger than its .zip header says (over {_mib(cap)}): not extracted",
+                    )
+                )
                 continue
             total += written
             listing.entries.append(_Entry(parts, destination, mtime, label))
@@ -437,19 +506,20 @@ def _common_dir(entries: list[_Entry]) -> tuple[str, ...]:
     return prefix or ()
 
 
-def _classify(listing: _Listing, assignments: list[str], forced: str | None,
-              submitted_root: bool) -> list[_Item]:
+def _classify(
+    listing: _Listing, assignments: list[str], forced: str | None, submitted_root: bool
+) -> list[_Item]:
     items: list[_Item] = []
     flat: list[_Entry] = []
 
     def first_assignment(parts: tuple[str, ...], after: int) -> int | None:
-        return next((i for i in range(after + 1, len(parts) - 1) if parts[i] in assignments),
-                    None)
+        return next((i for i in range(after + 1, len(parts) - 1) if parts[i] in assignments), None)
 
     # the level of the students' folders: the shallowest one that holds an assignment folder
     # (``submitted/``: its children), so that ``alice/backup/tp1/tp1.ipynb`` stays Alice's
-    levels = [i - 1 for i in (first_assignment(e.parts, 0) for e in listing.entries)
-              if i is not None]
+    levels = [
+        i - 1 for i in (first_assignment(e.parts, 0) for e in listing.entries) if i is not None
+    ]
     level = 0 if submitted_root else min(levels, default=0)
     for entry in listing.entries:
         parts = entry.parts
@@ -465,9 +535,17 @@ def _classify(listing: _Listing, assignments: list[str], forced: str | None,
             depth = len(parts) - student_at - 2  # folders between the student and the file
             exact = tree_at == student_at + 1 and depth == 1 and _stem(parts[-1]) == folder
             wrong = 1 if forced and folder != forced else 0
-            items.append(_Item(entry, parts[student_at], folder, "tree",
-                               parts[:student_at + 1], parts[:student_at],
-                               (wrong, depth, 0 if exact else 1)))
+            items.append(
+                _Item(
+                    entry,
+                    parts[student_at],
+                    folder,
+                    "tree",
+                    parts[: student_at + 1],
+                    parts[:student_at],
+                    (wrong, depth, 0 if exact else 1),
+                )
+            )
         elif submitted_root and len(parts) == 2:
             _, named = _split_flat_name(_stem(parts[1]), assignments)
             items.append(_Item(entry, parts[0], named, "tree", parts[:1], (), (0, 0, 1)))
@@ -475,16 +553,24 @@ def _classify(listing: _Listing, assignments: list[str], forced: str | None,
             flat.append(entry)
     wrapper = _common_dir(flat)
     for entry in flat:
-        rest = entry.parts[len(wrapper):]
+        rest = entry.parts[len(wrapper) :]
         raw, named = _split_flat_name(_stem(rest[-1]), assignments)
         if raw:
             items.append(_Item(entry, raw, named, "flat", None, None, (0, len(rest), 1)))
         elif len(rest) >= 2:  # "Alice_1234_/tp1.ipynb": the folder names the student
-            items.append(_Item(entry, rest[0], named, "flat", wrapper + rest[:1], wrapper,
-                               (0, len(rest) - 1, 1)))
+            items.append(
+                _Item(
+                    entry,
+                    rest[0],
+                    named,
+                    "flat",
+                    wrapper + rest[:1],
+                    wrapper,
+                    (0, len(rest) - 1, 1),
+                )
+            )
         elif wrapper:
-            items.append(_Item(entry, wrapper[-1], named, "flat", wrapper, wrapper[:-1],
-                               (0, 1, 1)))
+            items.append(_Item(entry, wrapper[-1], named, "flat", wrapper, wrapper[:-1], (0, 1, 1)))
         else:
             items.append(_Item(entry, _stem(rest[-1]), named, "flat", None, None, (0, 1, 1)))
     return items
@@ -508,16 +594,26 @@ def _why(chosen: _Item, other: _Item) -> str:
     if other.entry.problem:
         return other.entry.problem
     if other.rank > chosen.rank:
-        return ("another assignment's folder" if other.rank[0] > chosen.rank[0]
-                else "an extra copy, not at the expected place")
+        return (
+            "another assignment's folder"
+            if other.rank[0] > chosen.rank[0]
+            else "an extra copy, not at the expected place"
+        )
     if other.entry.mtime < chosen.entry.mtime:
         return "an older copy"
     return "same place and age: the first by name was graded"
 
 
 def _choose(group: list[_Item]) -> tuple[_Item, tuple[str, ...]]:
-    ordered = sorted(group, key=lambda item: (item.entry.problem is not None, item.rank,
-                                              -item.entry.mtime, item.entry.label))
+    ordered = sorted(
+        group,
+        key=lambda item: (
+            item.entry.problem is not None,
+            item.rank,
+            -item.entry.mtime,
+            item.entry.label,
+        ),
+    )
     chosen, others = ordered[0], ordered[1:]
     if not others:
         return chosen, ()
@@ -528,35 +624,46 @@ def _choose(group: list[_Item]) -> tuple[_Item, tuple[str, ...]]:
         why = "the only one that can be graded"
     elif all(item.rank > chosen.rank for item in gradable):
         why = "the one at the expected place"
-    elif all(item.entry.mtime < chosen.entry.mtime for item in gradable
-             if item.rank == chosen.rank):
+    elif all(
+        item.entry.mtime < chosen.entry.mtime for item in gradable if item.rank == chosen.rank
+    ):
         why = "the newest"
     else:
         why = "the first by name among copies of the same place and age"
-    notes = [f"{len(group)} notebooks for {chosen.assignment}: graded {chosen.entry.label} "
-             f"({why})"]
-    notes += [f"extra file not graded: {item.entry.label} ({_why(chosen, item)})"
-              for item in others]
+    notes = [f"{len(group)} notebooks for {chosen.assignment}: graded {chosen.entry.label} ({why})"]
+    notes += [
+        f"extra file not graded: {item.entry.label} ({_why(chosen, item)})" for item in others
+    ]
     return chosen, tuple(notes)
 
 
-def _empty_folders(listing: _Listing, items: list[_Item], assignments: list[str],
-                   forced: str | None, submitted_root: bool
-                   ) -> list[tuple[str, str | None, str, str]]:
+def _empty_folders(
+    listing: _Listing,
+    items: list[_Item],
+    assignments: list[str],
+    forced: str | None,
+    submitted_root: bool,
+) -> list[tuple[str, str | None, str, str]]:
     """(raw student, assignment, label, problem) of each student folder with no notebook."""
     class_dirs = {item.class_dir for item in items if item.class_dir is not None}
     if submitted_root:
         class_dirs.add(())
     claimed = {item.student_dir for item in items if item.student_dir is not None}
-    claimed_assignment = {item.student_dir + (item.assignment,) for item in items
-                          if item.origin == "tree" and item.student_dir is not None}
+    claimed_assignment = {
+        item.student_dir + (item.assignment,)
+        for item in items
+        if item.origin == "tree" and item.student_dir is not None
+    }
     tree_students = {item.student_dir for item in items if item.origin == "tree"}
 
     def holds(folder: tuple[str, ...]) -> str:
-        names = sorted(f"{display_name('/'.join(d[len(folder):] + (n,)))}"
-                       for d, files in listing.files.items() if d[:len(folder)] == folder
-                       for n in files)
-        error = next((e for d, e in listing.errors.items() if d[:len(folder)] == folder), None)
+        names = sorted(
+            f"{display_name('/'.join(d[len(folder) :] + (n,)))}"
+            for d, files in listing.files.items()
+            if d[: len(folder)] == folder
+            for n in files
+        )
+        error = next((e for d, e in listing.errors.items() if d[: len(folder)] == folder), None)
         if error:
             return f" ({error})"
         if not names:
@@ -571,12 +678,22 @@ def _empty_folders(listing: _Listing, items: list[_Item], assignments: list[str]
             continue
         label = display_name("/".join(folder)) + "/"
         if folder[:-1] in class_dirs and folder not in claimed:
-            found.append((name, forced, label, "no notebook in this student's folder"
-                          + holds(folder)))
-        elif (folder[:-1] in tree_students and name in assignments
-              and folder not in claimed_assignment):
-            found.append((folder[-2], forced or name, label,
-                          "no notebook in this assignment's folder" + holds(folder)))
+            found.append(
+                (name, forced, label, "no notebook in this student's folder" + holds(folder))
+            )
+        elif (
+            folder[:-1] in tree_students
+            and name in assignments
+            and folder not in claimed_assignment
+        ):
+            found.append(
+                (
+                    folder[-2],
+                    forced or name,
+                    label,
+                    "no notebook in this assignment's folder" + holds(folder),
+                )
+            )
     return found
 
 
@@ -605,11 +722,19 @@ def collect(
             root_name = ""
         elif source.suffix.lower() == ".ipynb":
             raw, named = _split_flat_name(_stem(source.name), assignments)
-            return [Submission(student_id(raw or _stem(source.name)), assignment or named,
-                               source, display_name(source.name), "flat")]
+            return [
+                Submission(
+                    student_id(raw or _stem(source.name)),
+                    assignment or named,
+                    source,
+                    display_name(source.name),
+                    "flat",
+                )
+            ]
         else:
-            raise AutograderError(f"{printable(os.fspath(source))}: expected a folder, a .zip "
-                                  "or an .ipynb file")
+            raise AutograderError(
+                f"{printable(os.fspath(source))}: expected a folder, a .zip or an .ipynb file"
+            )
     else:
         listing = _walk(source)
         root_name = source.resolve().name
@@ -617,8 +742,10 @@ def collect(
     submitted_root = root_name == "submitted"
     items = _classify(listing, assignments, assignment, submitted_root)
     empty = _empty_folders(listing, items, assignments, assignment, submitted_root)
-    ids = _assign_ids({unicodedata.normalize("NFC", item.raw) for item in items}
-                      | {unicodedata.normalize("NFC", raw) for raw, *_ in empty})
+    ids = _assign_ids(
+        {unicodedata.normalize("NFC", item.raw) for item in items}
+        | {unicodedata.normalize("NFC", raw) for raw, *_ in empty}
+    )
     groups: dict[tuple[str, str | None], list[_Item]] = {}
     submissions: list[Submission] = []
     for item in items:
@@ -631,12 +758,24 @@ def collect(
     for group in groups.values():
         item, notes = _choose(group)
         entry = item.entry
-        submissions.append(Submission(item.id, assignment or item.assignment, entry.path,
-                                      entry.label, item.origin, entry.problem, notes))
+        submissions.append(
+            Submission(
+                item.id,
+                assignment or item.assignment,
+                entry.path,
+                entry.label,
+                item.origin,
+                entry.problem,
+                notes,
+            )
+        )
     for raw, chosen, label, problem in empty:
         folder = source if source.is_dir() else Path(unpack_dir or source)
-        submissions.append(Submission(ids[unicodedata.normalize("NFC", raw)], chosen, folder,
-                                      label, "tree", problem))
+        submissions.append(
+            Submission(
+                ids[unicodedata.normalize("NFC", raw)], chosen, folder, label, "tree", problem
+            )
+        )
     if not submissions:
         raise AutograderError(f"no .ipynb file found in {printable(os.fspath(source))}")
     return sorted(submissions, key=lambda s: s.label)

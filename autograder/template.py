@@ -44,8 +44,11 @@ def _code_files() -> list[Path]:
     sandbox, a profile's subset sizes, a check) invalidates earlier results."""
     found = []
     for folder in (REPO_ROOT / "autograder", REPO_ROOT / "src" / "featurelab"):
-        found += [p for p in folder.rglob("*") if p.suffix in (".py", ".json", ".toml")
-                  and "__pycache__" not in p.parts]
+        found += [
+            p
+            for p in folder.rglob("*")
+            if p.suffix in (".py", ".json", ".toml") and "__pycache__" not in p.parts
+        ]
     return found
 
 
@@ -119,8 +122,11 @@ def _headings(notebook) -> dict[str, str]:
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             for line in cell.source.splitlines():  # the last heading of the cell is the nearest
-                if line.lstrip().startswith("#") and "BEGIN SOLUTION" not in line \
-                        and "END SOLUTION" not in line:
+                if (
+                    line.lstrip().startswith("#")
+                    and "BEGIN SOLUTION" not in line
+                    and "END SOLUTION" not in line
+                ):
                     heading = line.lstrip("# ").strip()
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if gid:
@@ -164,12 +170,16 @@ def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path)
             # the same Colab badge and install line as the students' release (locked cells)
             from . import identity, release
 
-            release.substitute_identity(building / course_mod.SOURCE_DIR,
-                                        identity.load(course_root=course_root))
+            release.substitute_identity(
+                building / course_mod.SOURCE_DIR, identity.load(course_root=course_root)
+            )
             # the config names the final location: gradebook paths are not stored in it
             (building / "nbgrader_config.py").write_text(course_config_text(building, None))
             course_mod.run_nbgrader(
-                "generate_assignment", "*", "--force", course_root=building,
+                "generate_assignment",
+                "*",
+                "--force",
+                course_root=building,
                 work_dir=building / ".jupyter",
             )
             (building / "complete").write_text(json.dumps(fingerprints, indent=1))
@@ -189,5 +199,6 @@ def build_template(course_root: Path, assignment_ids: list[str], work_dir: Path)
         headings[assignment] = _headings(release_nb)
         source_nb = course_mod.read_notebook(course_mod.source_notebook(root, assignment))
         hidden[assignment] = _hidden_lines(source_nb)
-    return Template(root, releases, fingerprints, course_root, headings, hidden,
-                    _execute_timeout_from_config())
+    return Template(
+        root, releases, fingerprints, course_root, headings, hidden, _execute_timeout_from_config()
+    )

@@ -8,7 +8,7 @@ feature cache and a fresh gradebook:
 
 * ``plain``: nbgrader's own ``nbgrader autograde <id>`` over all students, one process,
   sequential (what an instructor runs without this project);
-* ``jobs=1`` / ``jobs=2``: ``autograder.grading.grade_batch`` (template gradebook copied per
+* ``jobs=1`` / ``jobs=2``: ``autograder.batch.grade_batch`` (template gradebook copied per
   submission, persistent workers, limits, repairs, journal), 1 then 2 workers.
 
 Prints wall times and submissions per minute. Numbers, not pass/fail: the machine's load
@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autograder import course, grading, students, template  # noqa: E402
+from autograder import batch, course, students, template  # noqa: E402
 from autograder.submissions import Submission  # noqa: E402
 
 
@@ -43,8 +43,13 @@ def plain_nbgrader(assignment: str, notebooks: list[Path], work: Path, env: dict
     root = work / "plain-course"
     course.copy_sources(course.REPO_ROOT, [assignment], root)
     (root / "nbgrader_config.py").write_text(template.course_config_text(root, None))
-    course.run_nbgrader("generate_assignment", assignment, "--force", course_root=root,
-                        work_dir=work / "plain-jupyter")
+    course.run_nbgrader(
+        "generate_assignment",
+        assignment,
+        "--force",
+        course_root=root,
+        work_dir=work / "plain-jupyter",
+    )
     for index, notebook in enumerate(notebooks):
         target = root / "submitted" / f"student{index:02d}" / assignment / f"{assignment}.ipynb"
         target.parent.mkdir(parents=True)
@@ -61,12 +66,21 @@ def plain_nbgrader(assignment: str, notebooks: list[Path], work: Path, env: dict
 
 
 def ours(assignment: str, notebooks: list[Path], work: Path, jobs: int, cache: Path) -> float:
-    batch = [Submission(f"student{i:02d}", assignment, path, f"{i}/{path.name}", "flat")
-             for i, path in enumerate(notebooks)]
+    batch = [
+        Submission(f"student{i:02d}", assignment, path, f"{i}/{path.name}", "flat")
+        for i, path in enumerate(notebooks)
+    ]
     started = time.monotonic()
-    result = grading.grade_batch(batch, out=work / f"out-jobs{jobs}", course_root=course.REPO_ROOT,
-                                 options=grading.Options(profile="smoke", timeout_cell=600),
-                                 jobs=jobs, cache_dir=cache, progress=False, resume=False)
+    result = batch.grade_batch(
+        batch,
+        out=work / f"out-jobs{jobs}",
+        course_root=course.REPO_ROOT,
+        options=batch.Options(profile="smoke", timeout_cell=600),
+        jobs=jobs,
+        cache_dir=cache,
+        progress=False,
+        resume=False,
+    )
     seconds = time.monotonic() - started
     bad = [r for r in result.records if r.score < r.max_score]
     if bad:
@@ -76,7 +90,9 @@ def ours(assignment: str, notebooks: list[Path], work: Path, jobs: int, cache: P
 
 def main() -> int:
     available = course.assignments(course.REPO_ROOT)
-    default = next((a for a in ("tp6_resnet18_features", "tp1_vgg16_architecture") if a in available), None)
+    default = next(
+        (a for a in ("tp6_resnet18_features", "tp1_vgg16_architecture") if a in available), None
+    )
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assignment", default=default)
     parser.add_argument("--n", type=int, default=8, help="number of submissions")
@@ -91,7 +107,7 @@ def main() -> int:
         data = work / "data"
         ensure_fixtures(data / "fixtures")
         os.environ["FEATURELAB_DATA"] = str(data)
-        template = grading.build_template(course.REPO_ROOT, [args.assignment], work / "template")
+        template = batch.build_template(course.REPO_ROOT, [args.assignment], work / "template")
         source = course.read_notebook(course.source_notebook(course.REPO_ROOT, args.assignment))
         solved = students.solved_release(source, template.release(args.assignment).notebook)
         notebooks = []
@@ -105,8 +121,11 @@ def main() -> int:
             cache = work / f"cache-{mode}"
             before = _load()
             if mode == "plain":
-                env = {"FEATURELAB_PROFILE": "smoke", "FEATURELAB_CACHE": str(cache),
-                       "FEATURELAB_DATA": str(data)}
+                env = {
+                    "FEATURELAB_PROFILE": "smoke",
+                    "FEATURELAB_CACHE": str(cache),
+                    "FEATURELAB_DATA": str(data),
+                }
                 seconds = plain_nbgrader(args.assignment, notebooks, work, env)
                 label = "plain nbgrader autograde (sequential)"
             else:
@@ -114,8 +133,10 @@ def main() -> int:
                 seconds = ours(args.assignment, notebooks, work, jobs, cache)
                 label = f"python -m autograder grade --jobs {jobs}"
             rows.append((label, seconds, args.n / seconds * 60, f"{before} -> {_load()}"))
-            print(f"  {label:42s} {seconds:7.1f} s  {rows[-1][2]:5.2f} submissions/min  ({rows[-1][3]})",
-                  flush=True)
+            print(
+                f"  {label:42s} {seconds:7.1f} s  {rows[-1][2]:5.2f} submissions/min  ({rows[-1][3]})",
+                flush=True,
+            )
     return 0
 
 

@@ -22,7 +22,10 @@ def run_notebook(path: Path, timeout: int = 600) -> tuple[nbformat.NotebookNode,
     """Execute ``path`` in its own folder; returns the executed notebook and per-cell seconds."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
     )
     times: list[float] = []
     with client.setup_kernel():

@@ -21,7 +21,8 @@ import time
 import psutil
 import pytest
 
-from autograder import calibrate, grading, preflight, report, students
+from autograder import batch as batching
+from autograder import calibrate, preflight, report, students
 from autograder.course import REPO_ROOT, read_notebook, source_notebook
 from tests.data import fixture_submissions as fx
 from tests.data.toy import (
@@ -43,7 +44,11 @@ ZERO = {name: 0.0 for name in TOY_POINTS}
 EXPECTED = {
     "solution": ("ok", FULL, "to grade by hand"),
     "blank": ("ok", ZERO, ""),
-    "infinite_loop": ("limited", WITHOUT_EX2, "ex2_normalise: interrupted at the 20 s per-cell limit"),
+    "infinite_loop": (
+        "limited",
+        WITHOUT_EX2,
+        "ex2_normalise: interrupted at the 20 s per-cell limit",
+    ),
     "sys_exit": ("ok", WITHOUT_EX2, "errors in answer cells: ex2_normalise (SystemExit)"),
     "os_exit": ("crashed", WITHOUT_EX2, "(ex2_normalise) crashed the Python kernel"),
     "segfault": ("crashed", WITHOUT_EX2, "(ex2_normalise) crashed the Python kernel"),
@@ -72,9 +77,18 @@ def batch(template, tmp_path_factory):
     root = tmp_path_factory.mktemp("toy-batch")
     fx.write_fixtures(root / "submissions", TOY_COURSE, template.root, TOY_TARGET)
     started = time.monotonic()
-    result = grading.grade(root / "submissions", out=root / "out", course_root=TOY_COURSE,
-                           profile="smoke", jobs=2, timeout_cell=20, memory_mb=3000,
-                           timeout=240, progress=False, work_dir=shared_work_dir())
+    result = batching.grade(
+        root / "submissions",
+        out=root / "out",
+        course_root=TOY_COURSE,
+        profile="smoke",
+        jobs=2,
+        timeout_cell=20,
+        memory_mb=3000,
+        timeout=240,
+        progress=False,
+        work_dir=shared_work_dir(),
+    )
     result.seconds = time.monotonic() - started
     return result
 
@@ -110,10 +124,21 @@ def test_every_submission_has_feedback_and_results(batch):
 def test_grades_csv(batch):
     with open(batch.out / "grades.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0])[:7] == ["student", "assignment", "score", "max_score", "status", "reason",
-                                 "source"]
-    assert list(rows[0])[7:] == ["test_ex1_square", "test_ex2_normalise", "q1_why_normalise",
-                                 "test_ex3_accuracy"]
+    assert list(rows[0])[:7] == [
+        "student",
+        "assignment",
+        "score",
+        "max_score",
+        "status",
+        "reason",
+        "source",
+    ]
+    assert list(rows[0])[7:] == [
+        "test_ex1_square",
+        "test_ex2_normalise",
+        "q1_why_normalise",
+        "test_ex3_accuracy",
+    ]
     by_student = {row["student"]: row for row in rows}
     assert set(by_student) == set(EXPECTED)
     assert by_student["solution"]["q1_why_normalise"] == ""  # to be graded by hand
@@ -126,8 +151,12 @@ def test_feedback_teaches_without_leaking(batch, template):
     hidden = template.hidden_lines["toy"]
     assert hidden, "the toy course has hidden tests"
     source = read_notebook(source_notebook(TOY_COURSE, "toy"))
-    solution_lines = [line.strip() for cell in source.cells for line in cell.source.splitlines()
-                      if line.strip().startswith("return ")]
+    solution_lines = [
+        line.strip()
+        for cell in source.cells
+        for line in cell.source.splitlines()
+        if line.strip().startswith("return ")
+    ]
     for record in batch.records:
         page = report.feedback_path(batch.out, record).read_text()
         results = (batch.out / "results" / f"{record.student}.json").read_text()
@@ -192,10 +221,18 @@ def test_tree_zip_and_detection(template, tmp_path):
     tree = tmp_path / "submitted"
     students.write(_solved(template), tree / "alice" / "toy" / "toy.ipynb")
     students.write(_solved(template, "toy2"), tree / "alice" / "toy2" / "toy2.ipynb")
-    students.write(students.blank_release(template.release("toy").notebook),
-                   tree / "bob" / "toy" / "toy.ipynb")
-    result = grading.grade(tree, out=tmp_path / "out-tree", course_root=TOY_COURSE,
-                           profile="smoke", jobs=2, progress=False, work_dir=shared_work_dir())
+    students.write(
+        students.blank_release(template.release("toy").notebook), tree / "bob" / "toy" / "toy.ipynb"
+    )
+    result = batching.grade(
+        tree,
+        out=tmp_path / "out-tree",
+        course_root=TOY_COURSE,
+        profile="smoke",
+        jobs=2,
+        progress=False,
+        work_dir=shared_work_dir(),
+    )
     got = {(r.student, r.assignment): (r.score, r.max_score) for r in result.records}
     assert got == {("alice", "toy"): (6, 6), ("alice", "toy2"): (1, 1), ("bob", "toy"): (0, 6)}
     header = (tmp_path / "out-tree" / "grades.csv").read_text().splitlines()[0]
@@ -206,8 +243,15 @@ def test_tree_zip_and_detection(template, tmp_path):
     archive = tmp_path / "export.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.write(tree / "alice" / "toy2" / "toy2.ipynb", "export/carol.ipynb")
-    result = grading.grade(archive, out=tmp_path / "out-zip", course_root=TOY_COURSE,
-                           profile="smoke", jobs=1, progress=False, work_dir=shared_work_dir())
+    result = batching.grade(
+        archive,
+        out=tmp_path / "out-zip",
+        course_root=TOY_COURSE,
+        profile="smoke",
+        jobs=1,
+        progress=False,
+        work_dir=shared_work_dir(),
+    )
     [record] = result.records
     assert (record.student, record.assignment, record.score) == ("carol", "toy2", 1)
 
@@ -221,10 +265,16 @@ def _default_sigint() -> None:
 
 def _cli(*args, **kwargs):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "autograder", "--course-root", str(TOY_COURSE),
-                             *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, preexec_fn=_default_sigint,
-                            **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "autograder", "--course-root", str(TOY_COURSE), *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=_default_sigint,
+        **kwargs,
+    )
 
 
 def test_cli_interrupt_then_resume(template, tmp_path):
@@ -234,8 +284,18 @@ def test_cli_interrupt_then_resume(template, tmp_path):
     for name in ("ann", "ben", "cid"):
         students.write(_solved(template), folder / f"{name}_toy.ipynb")
     out = tmp_path / "out"
-    process = _cli("grade", str(folder), "--out", str(out), "--jobs", "1", "--profile", "smoke",
-                   "--quiet", start_new_session=True)
+    process = _cli(
+        "grade",
+        str(folder),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--profile",
+        "smoke",
+        "--quiet",
+        start_new_session=True,
+    )
     state = out / ".state"
     grader = psutil.Process(process.pid)
     deadline = time.monotonic() + 180
@@ -252,17 +312,21 @@ def test_cli_interrupt_then_resume(template, tmp_path):
     finished = len(list(state.glob("*.json")))
     assert finished < 3, "the run was interrupted before the end"
 
-    rerun = _cli("grade", str(folder), "--out", str(out), "--jobs", "2", "--profile", "smoke",
-                 "--quiet")
+    rerun = _cli(
+        "grade", str(folder), "--out", str(out), "--jobs", "2", "--profile", "smoke", "--quiet"
+    )
     output, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, output
     assert f"{3 - finished} graded now, {finished} from an earlier run" in output
     rows = (out / "grades.csv").read_text().splitlines()
     assert len(rows) == 4 and all(",6,6,ok," in row for row in rows[1:])
 
-    students.write(students.blank_release(template.release("toy").notebook), folder / "ben_toy.ipynb")
-    again = grading.grade(folder, out=out, course_root=TOY_COURSE, profile="smoke", jobs=2,
-                          progress=False)
+    students.write(
+        students.blank_release(template.release("toy").notebook), folder / "ben_toy.ipynb"
+    )
+    again = batching.grade(
+        folder, out=out, course_root=TOY_COURSE, profile="smoke", jobs=2, progress=False
+    )
     assert again.graded == 1
     assert {r.student: r.score for r in again.records} == {"ann": 6, "ben": 0, "cid": 6}
 
@@ -275,17 +339,32 @@ def test_a_killed_grader_leaves_nothing_running(template, tmp_path):
     folder.mkdir()
     source = read_notebook(source_notebook(TOY_COURSE, "toy"))
     (folder / "spinner_toy.ipynb").write_bytes(
-        fx.infinite_loop(source, template.release("toy").notebook, TOY_TARGET))
+        fx.infinite_loop(source, template.release("toy").notebook, TOY_TARGET)
+    )
     out = tmp_path / "out"
-    process = _cli("grade", str(folder), "--out", str(out), "--jobs", "1", "--profile", "smoke",
-                   "--timeout-cell", "600", "--quiet")
+    process = _cli(
+        "grade",
+        str(folder),
+        "--out",
+        str(out),
+        "--jobs",
+        "1",
+        "--profile",
+        "smoke",
+        "--timeout-cell",
+        "600",
+        "--quiet",
+    )
     grader = psutil.Process(process.pid)
     deadline = time.monotonic() + 180
     kernels = []
     while time.monotonic() < deadline and not kernels:
         time.sleep(0.5)
-        kernels = [p for p in grader.children(recursive=True)
-                   if "ipykernel_launcher" in " ".join(p.cmdline())]
+        kernels = [
+            p
+            for p in grader.children(recursive=True)
+            if "ipykernel_launcher" in " ".join(p.cmdline())
+        ]
     assert kernels, "the kernel never started"
     family = grader.children(recursive=True)
     time.sleep(2)  # the endless cell is running now
@@ -300,10 +379,19 @@ def test_a_killed_grader_leaves_nothing_running(template, tmp_path):
 
 def test_calibrate_writes_the_solution_metric(tmp_path):
     thresholds = tmp_path / "thresholds.json"
-    thresholds.write_text(json.dumps({"toy": {"full": {"accuracy": {"threshold": 0.5}}},
-                                      "tp3_scene15_svm": {"grading": {}}}))
-    measured = calibrate.calibrate(course_root=TOY_COURSE, profile="smoke", assignments=["toy"],
-                                   margins=["0.1"], thresholds_file=thresholds, progress=False)
+    thresholds.write_text(
+        json.dumps(
+            {"toy": {"full": {"accuracy": {"threshold": 0.5}}}, "tp3_scene15_svm": {"grading": {}}}
+        )
+    )
+    measured = calibrate.calibrate(
+        course_root=TOY_COURSE,
+        profile="smoke",
+        assignments=["toy"],
+        margins=["0.1"],
+        thresholds_file=thresholds,
+        progress=False,
+    )
     assert measured["toy"]["metrics"] == {"accuracy": 0.75}
     assert measured["toy"]["score"] == measured["toy"]["max_score"] == TOY_MAX
     data = json.loads(thresholds.read_text())
@@ -315,8 +403,9 @@ def test_calibrate_writes_the_solution_metric(tmp_path):
 
 
 def test_preflight_passes_on_the_toy_course():
-    result = preflight.preflight(course_root=TOY_COURSE, profile="smoke", jobs=2,
-                                 timeout_cell=60, progress=False)
+    result = preflight.preflight(
+        course_root=TOY_COURSE, profile="smoke", jobs=2, timeout_cell=60, progress=False
+    )
     assert result.errors == [], [str(p) for p in result.problems]
     timed = {(t["assignment"], t["grade_id"]) for t in result.timings}
     assert ("toy", "test_ex2_normalise") in timed and ("toy2", "test_ex1_cube") in timed
@@ -336,13 +425,22 @@ def test_preflight_catches_a_test_that_passes_on_the_blank_release(tmp_path):
     notebook = nbformat.read(path, 4)
     for cell in notebook.cells:
         if cell.metadata.get("nbgrader", {}).get("grade_id") == "test_ex1_cube":
-            cell.source = ('"""Check nothing."""\nfrom featurelab import evidence\n'
-                           'evidence.record("test_ex1_cube", anything=1)')
+            cell.source = (
+                '"""Check nothing."""\nfrom featurelab import evidence\n'
+                'evidence.record("test_ex1_cube", anything=1)'
+            )
     nbformat.write(notebook, path)
     # ... and a judge that accepts any evidence
     (course_root / "checks" / "toy2.py").write_text(
-        'JUDGES = {"test_ex1_cube": lambda evidence, probes, context: None}\n')
-    result = preflight.preflight(course_root=course_root, profile="smoke", jobs=2,
-                                 timeout_cell=60, progress=False, assignments=["toy2"])
+        'JUDGES = {"test_ex1_cube": lambda evidence, probes, context: None}\n'
+    )
+    result = preflight.preflight(
+        course_root=course_root,
+        profile="smoke",
+        jobs=2,
+        timeout_cell=60,
+        progress=False,
+        assignments=["toy2"],
+    )
     assert any("test_ex1_cube" in p.message and "blank release" in p.message for p in result.errors)
     assert any(p.level == "warning" and "no hidden tests" in p.message for p in result.problems)

@@ -72,7 +72,9 @@ def test_collect_nbgrader_tree(tmp_path):
     _write_nb(root / "bob" / "toy" / ".ipynb_checkpoints" / "toy-checkpoint.ipynb")
     found = submissions.collect(root, assignments=["toy", "toy2"])
     assert [(s.student, s.assignment, s.origin) for s in found] == [
-        ("alice", "toy", "tree"), ("bob", "toy", "tree")]
+        ("alice", "toy", "tree"),
+        ("bob", "toy", "tree"),
+    ]
 
 
 def test_collect_flat_lms_names(tmp_path):
@@ -80,8 +82,10 @@ def test_collect_flat_lms_names(tmp_path):
     _write_nb(tmp_path / "toy2_bob.ipynb")
     _write_nb(tmp_path / "carol.ipynb")
     _write_nb(tmp_path / "carol (1).ipynb")
-    found = [(s.student, s.assignment, s.label)
-             for s in submissions.collect(tmp_path, assignments=["toy", "toy2"])]
+    found = [
+        (s.student, s.assignment, s.label)
+        for s in submissions.collect(tmp_path, assignments=["toy", "toy2"])
+    ]
     # a name that had to be changed (the space) gets a stable hash suffix; the label maps it back;
     # "carol (1)" is a browser's copy of carol's file: the same student, both graded
     alice = submissions.student_id("Alice Smith_1234_assignsubmission_file")
@@ -103,8 +107,10 @@ def test_collect_grades_one_of_two_files_of_one_student(tmp_path):
     _write_nb(tmp_path / "b" / "dan_toy.ipynb")
     [found] = submissions.collect(tmp_path, assignments=["toy"])
     assert (found.student, found.label) == ("dan", "b/dan_toy.ipynb")
-    assert found.notes == ("2 notebooks for toy: graded b/dan_toy.ipynb (the newest)",
-                           "extra file not graded: a/dan_toy.ipynb (an older copy)")
+    assert found.notes == (
+        "2 notebooks for toy: graded b/dan_toy.ipynb (the newest)",
+        "extra file not graded: a/dan_toy.ipynb (an older copy)",
+    )
 
 
 def test_collect_zip_is_safe(tmp_path):
@@ -200,8 +206,9 @@ def _repaired(data: bytes, release_info):
 
 def test_intact_solution_needs_no_repair(toy):
     source, release_info = toy
-    notebook, notes, repaired = _repaired(fx.solution(source, release_info.notebook, TOY_TARGET),
-                                          release_info)
+    notebook, notes, repaired = _repaired(
+        fx.solution(source, release_info.notebook, TOY_TARGET), release_info
+    )
     assert (notes, repaired) == ([], False)
     assert _ids(notebook) == release_info.grade_ids
 
@@ -213,10 +220,15 @@ def test_stripped_metadata_is_recovered_in_place(toy):
     assert repaired and "recovered" in notes[0]
     assert _ids(notebook) == release_info.grade_ids
     # the answers are the student's, at the right places
-    by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in notebook.cells if "nbgrader" in c.metadata}
+    by_id = {
+        c.metadata["nbgrader"]["grade_id"]: c for c in notebook.cells if "nbgrader" in c.metadata
+    }
     assert "features.norm(dim=1" in by_id["ex2_normalise"].source
     assert by_id["q1_why_normalise"].source.startswith("So that every image")
-    assert by_id["ex2_normalise"].metadata["nbgrader"] == release_info.cells_by_id["ex2_normalise"].metadata["nbgrader"]
+    assert (
+        by_id["ex2_normalise"].metadata["nbgrader"]
+        == release_info.cells_by_id["ex2_normalise"].metadata["nbgrader"]
+    )
 
 
 def test_stripped_metadata_with_added_and_deleted_cells(toy):
@@ -226,12 +238,16 @@ def test_stripped_metadata_with_added_and_deleted_cells(toy):
         cell.metadata.pop("nbgrader")
     ex2 = next(i for i, c in enumerate(solved.cells) if "features.norm(dim=1" in c.source)
     # a scratch cell before the answer, one after it; the ex1 answer cell deleted
-    solved.cells.insert(ex2 + 1, nbformat.v4.new_code_cell("print(normalise_rows(torch.ones(1, 2)))"))
+    solved.cells.insert(
+        ex2 + 1, nbformat.v4.new_code_cell("print(normalise_rows(torch.ones(1, 2)))")
+    )
     solved.cells.insert(ex2, nbformat.v4.new_code_cell("x = 1"))
     solved.cells = [c for c in solved.cells if "return x * x" not in c.source]
     notebook, notes, _ = _repaired(nbformat.writes(solved).encode(), release_info)
     assert _ids(notebook) == release_info.grade_ids
-    by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in notebook.cells if "nbgrader" in c.metadata}
+    by_id = {
+        c.metadata["nbgrader"]["grade_id"]: c for c in notebook.cells if "nbgrader" in c.metadata
+    }
     assert "features.norm(dim=1" in by_id["ex2_normalise"].source  # not the scratch cells
     assert "raise NotImplementedError" in by_id["ex1_square"].source  # restored empty
     assert any("ex1_square missing: restored empty" in note for note in notes)
@@ -253,8 +269,9 @@ def test_stripped_and_mostly_edited_is_rejected(toy):
 
 def test_deleted_test_cell_is_restored_after_its_answer(toy):
     source, release_info = toy
-    notebook, notes, _ = _repaired(fx.deleted_test(source, release_info.notebook, TOY_TARGET),
-                                   release_info)
+    notebook, notes, _ = _repaired(
+        fx.deleted_test(source, release_info.notebook, TOY_TARGET), release_info
+    )
     ids = _ids(notebook)
     assert ids == release_info.grade_ids
     assert any("test_ex2_normalise missing: restored" in note for note in notes)
@@ -262,10 +279,15 @@ def test_deleted_test_cell_is_restored_after_its_answer(toy):
 
 def test_duplicates_keep_the_last_copy(toy):
     source, release_info = toy
-    notebook, notes, _ = _repaired(fx.duplicated_cell(source, release_info.notebook, TOY_TARGET),
-                                   release_info)
+    notebook, notes, _ = _repaired(
+        fx.duplicated_cell(source, release_info.notebook, TOY_TARGET), release_info
+    )
     assert _ids(notebook) == release_info.grade_ids
-    marked = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "ex2_normalise"]
+    marked = [
+        c
+        for c in notebook.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "ex2_normalise"
+    ]
     assert "features.norm(dim=1" in marked[0].source  # the last copy (the right one) is graded
     assert any("sum(dim=1" in c.source for c in notebook.cells)  # the earlier copy still runs
     assert any("appears 2 times: graded the last copy" in note for note in notes)
@@ -283,11 +305,17 @@ def test_tampered_metadata_is_reset_and_edits_reported(toy):
         if meta.get("grade_id") == "setup":
             meta["grade_id"] = "not_in_release"
     notebook, notes, _ = _repaired(nbformat.writes(solved).encode(), release_info)
-    test = next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_ex1_square")
+    test = next(
+        c
+        for c in notebook.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "test_ex1_square"
+    )
     assert test.metadata["nbgrader"]["points"] == 2 and test.metadata["nbgrader"]["grade"] is True
     assert any("test_ex1_square edited: graded with the original" in note for note in notes)
     assert any("unknown grade id(s) not_in_release" in note for note in notes)
-    assert any("setup" in note and "restored" in note for note in notes) or "setup" in _ids(notebook)
+    assert any("setup" in note and "restored" in note for note in notes) or "setup" in _ids(
+        notebook
+    )
 
 
 # ---------------------------------------------------------------------------- release leaks
@@ -312,7 +340,9 @@ def test_leaks_are_found(toy):
             cell.execution_count = 3
     leaks = release.find_leaks(source, leaky)
     assert any("ex2_normalise: reveals" in leak for leak in leaks)
-    assert any("test_ex1_square: contains the marker 'BEGIN HIDDEN TESTS'" in leak for leak in leaks)
+    assert any(
+        "test_ex1_square: contains the marker 'BEGIN HIDDEN TESTS'" in leak for leak in leaks
+    )
     assert any("setup: has outputs" in leak for leak in leaks)
     assert any("setup: has an execution count" in leak for leak in leaks)
 
@@ -320,11 +350,12 @@ def test_leaks_are_found(toy):
 def test_hidden_test_lines_are_secret(toy):
     source, release_info = toy
     leaky = nbformat.reads(nbformat.writes(release_info.notebook), as_version=4)
-    leaky.cells[0].source += '\n    probe=_evidence.attempt(normalise_rows, _evidence'
+    leaky.cells[0].source += "\n    probe=_evidence.attempt(normalise_rows, _evidence"
     leaks = release.find_leaks(source, leaky)
     assert leaks == [] or all("title" in leak for leak in leaks)  # partial line: not a leak
-    leaky.cells[0].source += (
-        '\n    probe=_evidence.attempt(normalise_rows, _evidence.probes().tensors("ex2")["features"]),')
+    leaky.cells[
+        0
+    ].source += '\n    probe=_evidence.attempt(normalise_rows, _evidence.probes().tensors("ex2")["features"]),'
     assert any("reveals 'probe=_evidence" in leak for leak in release.find_leaks(source, leaky))
 
 
@@ -346,33 +377,74 @@ def test_solved_release_has_answers_without_markers(toy):
 
 def _record(**changes):
     cells = [
-        results.CellResult("test_ex1_square", "Exercise 1 (2 points)", "auto", 2.0, 2.0, "passed", "passed"),
-        results.CellResult("test_ex2_normalise", "Exercise 2 (3 points)", "auto", 3.0, 0.0, "failed",
-                           "each row must be <divided> by its L2 norm"),
-        results.CellResult("q1_why_normalise", "Question 1", "manual", 1.0, None, "manual", "to be graded by hand"),
+        results.CellResult(
+            "test_ex1_square", "Exercise 1 (2 points)", "auto", 2.0, 2.0, "passed", "passed"
+        ),
+        results.CellResult(
+            "test_ex2_normalise",
+            "Exercise 2 (3 points)",
+            "auto",
+            3.0,
+            0.0,
+            "failed",
+            "each row must be <divided> by its L2 norm",
+        ),
+        results.CellResult(
+            "q1_why_normalise", "Question 1", "manual", 1.0, None, "manual", "to be graded by hand"
+        ),
     ]
-    record = results.Record("alice", "toy", "alice_toy.ipynb", "ok", ["+1 point(s) to grade by hand"],
-                            2.0, 5.0, cells,
-                            [{"cell": "ex2_normalise", "kind": "answer cell", "ename": "ValueError",
-                              "message": "ValueError: bad"}])
+    record = results.Record(
+        "alice",
+        "toy",
+        "alice_toy.ipynb",
+        "ok",
+        ["+1 point(s) to grade by hand"],
+        2.0,
+        5.0,
+        cells,
+        [
+            {
+                "cell": "ex2_normalise",
+                "kind": "answer cell",
+                "ename": "ValueError",
+                "message": "ValueError: bad",
+            }
+        ],
+    )
     for key, value in changes.items():
         setattr(record, key, value)
     return record
 
 
 def test_grades_csv_columns_and_values():
-    rows = report.grades_csv([_record(), _record(student="bob", score=0.0, status="invalid",
-                                                 cells=[], reasons=["empty file"],
-                                                 label="bob_toy.ipynb")]).splitlines()
-    assert rows[0] == ("student,assignment,score,max_score,status,reason,source,test_ex1_square,"
-                       "test_ex2_normalise,q1_why_normalise")
+    rows = report.grades_csv(
+        [
+            _record(),
+            _record(
+                student="bob",
+                score=0.0,
+                status="invalid",
+                cells=[],
+                reasons=["empty file"],
+                label="bob_toy.ipynb",
+            ),
+        ]
+    ).splitlines()
+    assert rows[0] == (
+        "student,assignment,score,max_score,status,reason,source,test_ex1_square,"
+        "test_ex2_normalise,q1_why_normalise"
+    )
     assert rows[1] == "alice,toy,2,5,ok,+1 point(s) to grade by hand,alice_toy.ipynb,2,0,"
     assert rows[2] == "bob,toy,0,5,invalid,empty file,bob_toy.ipynb,,,"
 
 
 def test_grades_csv_prefixes_cells_of_several_assignments():
-    other = _record(assignment="toy2", cells=[results.CellResult(
-        "test_ex1_cube", "Exercise 1", "auto", 1.0, 1.0, "passed", "passed")])
+    other = _record(
+        assignment="toy2",
+        cells=[
+            results.CellResult("test_ex1_cube", "Exercise 1", "auto", 1.0, 1.0, "passed", "passed")
+        ],
+    )
     header = report.grades_csv([_record(), other]).splitlines()[0]
     assert "toy:test_ex1_square" in header and "toy2:test_ex1_cube" in header
 
@@ -381,7 +453,9 @@ def test_gradescope_results_schema():
     data = report.gradescope_results([_record()])
     assert data["score"] == 2.0
     assert {t["name"] for t in data["tests"]} == {
-        "Exercise 1 (2 points) [test_ex1_square]", "Exercise 2 (3 points) [test_ex2_normalise]"}
+        "Exercise 1 (2 points) [test_ex1_square]",
+        "Exercise 2 (3 points) [test_ex2_normalise]",
+    }
     for test in data["tests"]:
         assert set(test) >= {"name", "score", "max_score", "output", "visibility"}
         assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
@@ -397,7 +471,9 @@ def test_feedback_page_is_escaped_and_self_contained():
 
 def test_messages_never_quote_hidden_test_lines():
     hidden = ['assert tensors_close(normalise_rows(probe), expected), "each row must be divided"']
-    leaked = 'oops: assert tensors_close(normalise_rows(probe), expected), "each row must be divided"'
+    leaked = (
+        'oops: assert tensors_close(normalise_rows(probe), expected), "each row must be divided"'
+    )
     assert results._clean_message(leaked, hidden) == ""
     assert results._clean_message("\x1b[31mred\x1b[0m text", hidden) == "red text"
     assert len(results._clean_message("x" * 1000, hidden)) == 400
@@ -405,27 +481,38 @@ def test_messages_never_quote_hidden_test_lines():
 
 def test_failing_line_is_shown_only_when_visible():
     red = "\x1b[0;31m"
-    output = {"ename": "AssertionError", "evalue": "", "traceback": [
-        f"{red}AssertionError{red} Traceback (most recent call last)",
-        f"Cell In[12], line 3\n      1 x = 1\n{red}----> 3{red} assert normalise_rows(v).sum() == 2\n",
-    ]}
+    output = {
+        "ename": "AssertionError",
+        "evalue": "",
+        "traceback": [
+            f"{red}AssertionError{red} Traceback (most recent call last)",
+            f"Cell In[12], line 3\n      1 x = 1\n{red}----> 3{red} assert normalise_rows(v).sum() == 2\n",
+        ],
+    }
     visible = "x = 1\nassert normalise_rows(v).sum() == 2"
     assert results.failing_visible_line(output, visible) == "assert normalise_rows(v).sum() == 2"
     assert results.failing_visible_line(output, "x = 1") is None  # a hidden line: never shown
     assert results._error_message(output, [], 30, visible) == (
-        "failed", "this check failed: assert normalise_rows(v).sum() == 2")
+        "failed",
+        "this check failed: assert normalise_rows(v).sum() == 2",
+    )
     # not a visible line: the exception's name only (its message is student code's text)
     assert results._error_message(output, [], 30, "x = 1") == ("failed", "AssertionError")
     judged = {"ename": "JudgeVerdict", "evalue": "count frozen parameters too", "traceback": []}
     assert results._error_message(judged, [], 30, visible) == (
-        "failed", "count frozen parameters too")
+        "failed",
+        "count frozen parameters too",
+    )
     forged = {"ename": "AssertionError", "evalue": "secret from a hidden cell", "traceback": []}
     assert "secret" not in results._error_message(forged, [], 30, visible)[1]
 
 
 def test_running_cell_from_the_journal():
-    events = [{"event": "start", "index": 1}, {"event": "end", "index": 1},
-              {"event": "start", "index": 3, "grade_id": "ex2"}]
+    events = [
+        {"event": "start", "index": 1},
+        {"event": "end", "index": 1},
+        {"event": "start", "index": 3, "grade_id": "ex2"},
+    ]
     assert results.running_cell(events)["index"] == 3
     assert results.running_cell(events[:2]) is None
 
@@ -445,9 +532,13 @@ def test_sandbox_kills_a_process_tree_over_memory(tmp_path):
         time.sleep(60)
     """
     started = time.monotonic()
-    outcome = sandbox.run_limited(_python(code), cwd=tmp_path, env=dict(os.environ),
-                                  limits=sandbox.Limits(wall_s=60, memory_mb=600),
-                                  log_path=tmp_path / "log")
+    outcome = sandbox.run_limited(
+        _python(code),
+        cwd=tmp_path,
+        env=dict(os.environ),
+        limits=sandbox.Limits(wall_s=60, memory_mb=600),
+        log_path=tmp_path / "log",
+    )
     assert outcome.killed == "memory"
     assert outcome.peak_rss_mb > 600
     assert time.monotonic() - started < 30
@@ -463,12 +554,18 @@ def test_sandbox_wall_clock_and_escaped_processes(tmp_path):
             start_new_session=True)
         time.sleep(300)
     """
-    outcome = sandbox.run_limited(_python(code), cwd=tmp_path, env=dict(os.environ),
-                                  limits=sandbox.Limits(wall_s=3, memory_mb=None),
-                                  log_path=tmp_path / "log")
+    outcome = sandbox.run_limited(
+        _python(code),
+        cwd=tmp_path,
+        env=dict(os.environ),
+        limits=sandbox.Limits(wall_s=3, memory_mb=None),
+        log_path=tmp_path / "log",
+    )
     assert outcome.killed == "wall_clock"
     escaped = int(pid_file.read_text())
-    assert not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(escaped) or psutil.Process(escaped).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 def test_sandbox_normal_exit_leaves_nothing(tmp_path):
@@ -480,8 +577,13 @@ def test_sandbox_normal_exit_leaves_nothing(tmp_path):
             start_new_session=True)
         import time; time.sleep(1)
     """
-    outcome = sandbox.run_limited(_python(code), cwd=tmp_path, env=dict(os.environ),
-                                  limits=sandbox.Limits(wall_s=60), log_path=tmp_path / "log")
+    outcome = sandbox.run_limited(
+        _python(code),
+        cwd=tmp_path,
+        env=dict(os.environ),
+        limits=sandbox.Limits(wall_s=60),
+        log_path=tmp_path / "log",
+    )
     assert (outcome.returncode, outcome.killed) == (0, None)
     orphan = int(pid_file.read_text())
     assert not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == psutil.STATUS_ZOMBIE
@@ -511,11 +613,22 @@ def test_calibration_arithmetic():
     with pytest.raises(AutograderError):
         calibrate.parse_margins(["accuracy=lots"])
     data = {"tp3": {"full": {"accuracy": {"threshold": 0.8}}}, "other": {}}
-    calibrate.update_thresholds(data, "tp3", "smoke", {"accuracy": 0.9, "nmi": 0.5},
-                                default_margin=0.05, margins={"nmi": 0.1}, source="test")
+    calibrate.update_thresholds(
+        data,
+        "tp3",
+        "smoke",
+        {"accuracy": 0.9, "nmi": 0.5},
+        default_margin=0.05,
+        margins={"nmi": 0.1},
+        source="test",
+    )
     assert data["tp3"]["full"] == {"accuracy": {"threshold": 0.8}}  # other profiles kept
-    assert data["tp3"]["smoke"]["accuracy"] == {"threshold": 0.85, "reference": 0.9,
-                                                 "margin": 0.05, "source": "test"}
+    assert data["tp3"]["smoke"]["accuracy"] == {
+        "threshold": 0.85,
+        "reference": 0.9,
+        "margin": 0.05,
+        "source": "test",
+    }
     assert data["tp3"]["smoke"]["nmi"]["threshold"] == 0.4
     assert "other" in data
 
@@ -526,21 +639,30 @@ def test_calibration_arithmetic():
 def test_static_checks_pass_on_the_toy_sources():
     for assignment in ("toy", "toy2"):
         notebook = course.read_notebook(course.source_notebook(TOY_COURSE, assignment))
-        assert [p for p in preflight.static_checks(assignment, notebook) if p.level == "error"] == []
+        assert [
+            p for p in preflight.static_checks(assignment, notebook) if p.level == "error"
+        ] == []
 
 
 def test_static_checks_find_broken_sources(toy):
     source, _ = toy
     broken = nbformat.reads(nbformat.writes(source), as_version=4)
     by_id = {c.metadata["nbgrader"]["grade_id"]: c for c in broken.cells}
-    by_id["test_ex1_square"].source = "from autograder.checks import tensors_equal\n" + by_id["test_ex1_square"].source
+    by_id["test_ex1_square"].source = (
+        "from autograder.checks import tensors_equal\n" + by_id["test_ex1_square"].source
+    )
     by_id["test_ex3_accuracy"].metadata["nbgrader"]["points"] = 0
     by_id["ex3_accuracy"].source = by_id["ex3_accuracy"].source.replace("### END SOLUTION", "")
     by_id["setup"].outputs = [nbformat.v4.new_output("stream", text="x")]
     by_id["ex1_square"].metadata["nbgrader"]["grade_id"] = "ex2_normalise"
     messages = " | ".join(str(p) for p in preflight.static_checks("toy", broken))
-    for expected in ("imports autograder", "without points", "unbalanced BEGIN/END SOLUTION",
-                     "has outputs", "used 2 times"):
+    for expected in (
+        "imports autograder",
+        "without points",
+        "unbalanced BEGIN/END SOLUTION",
+        "has outputs",
+        "used 2 times",
+    ):
         assert expected in messages
 
 
@@ -549,10 +671,29 @@ def test_static_checks_find_broken_sources(toy):
 
 def test_cli_forwards_keyword_arguments(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(grading, "main", lambda submissions, **kwargs: seen.update(kwargs, submissions=submissions) or 0)
-    code = cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "o"), "--jobs", "3",
-                     "--profile", "smoke", "--timeout-cell", "20", "--memory-mb", "3000",
-                     "--assignment", "toy"])
+    monkeypatch.setattr(
+        grading,
+        "main",
+        lambda submissions, **kwargs: seen.update(kwargs, submissions=submissions) or 0,
+    )
+    code = cli.main(
+        [
+            "grade",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--jobs",
+            "3",
+            "--profile",
+            "smoke",
+            "--timeout-cell",
+            "20",
+            "--memory-mb",
+            "3000",
+            "--assignment",
+            "toy",
+        ]
+    )
     assert code == 0
     assert seen["jobs"] == 3 and seen["profile"] == "smoke" and seen["timeout_cell"] == 20
     assert seen["memory_mb"] == 3000 and seen["assignment"] == "toy" and seen["resume"] is True
@@ -567,9 +708,13 @@ def test_cli_reports_user_errors(capsys, tmp_path):
 
 
 def test_module_entry_point():
-    result = subprocess.run([sys.executable, "-m", "autograder", "--help"], capture_output=True,
-                            text=True, cwd=course.REPO_ROOT,
-                            env={**os.environ, "PYTHONPATH": str(course.REPO_ROOT)})
+    result = subprocess.run(
+        [sys.executable, "-m", "autograder", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=course.REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(course.REPO_ROOT)},
+    )
     assert result.returncode == 0
     for command in ("release", "grade", "calibrate", "preflight", "demo"):
         assert command in result.stdout

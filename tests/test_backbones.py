@@ -37,9 +37,7 @@ def test_parameter_counts_match_torchvision(random_models):
     assert references.count_parameters(vgg.classifier) == 123_642_856
 
 
-@pytest.mark.parametrize(
-    "name", ["vgg16", "mobilenet_v3_large", "resnet18"]
-)
+@pytest.mark.parametrize("name", ["vgg16", "mobilenet_v3_large", "resnet18"])
 def test_every_cut_point_has_the_documented_shape(name, random_models):
     model = random_models[name]
     probe = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))

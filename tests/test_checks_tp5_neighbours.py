@@ -44,7 +44,9 @@ def problems(function):
     found = []
     for similarity, queries, k in ref.nearest_neighbour_probes():
         original = similarity.clone()
-        found.append(ref.neighbours_problem(function(similarity, queries, k=k), original, queries, k))
+        found.append(
+            ref.neighbours_problem(function(similarity, queries, k=k), original, queries, k)
+        )
     return [problem for problem in found if problem]
 
 

@@ -76,7 +76,9 @@ def test_batch_size_is_the_students_except_under_the_grader(monkeypatch):
 
 
 def test_data_root_parameter_is_the_students_except_under_the_grader(monkeypatch):
-    assert profiles.requested_data_root("/content/drive/MyDrive/data") == "/content/drive/MyDrive/data"
+    assert (
+        profiles.requested_data_root("/content/drive/MyDrive/data") == "/content/drive/MyDrive/data"
+    )
     assert profiles.requested_data_root(None) is None
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert profiles.requested_data_root("/content/drive/MyDrive/data") is None

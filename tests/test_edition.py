@@ -29,8 +29,9 @@ from autograder import course as course_mod
 from autograder.course import REPO_ROOT, AutograderError
 from tests.data.toy import TOY_COURSE, copy_toy_course
 
-TEST_IDENTITY = identity.CourseIdentity(host="github.com", owner="example-school",
-                                        name="featurelab-students", ref="v1.2.0")
+TEST_IDENTITY = identity.CourseIdentity(
+    host="github.com", owner="example-school", name="featurelab-students", ref="v1.2.0"
+)
 CHEAP_NOTEBOOK = "tp6_resnet18_features"
 
 COURSE_TOML = """[student_repository]
@@ -58,13 +59,18 @@ def test_identity_file_is_read_and_substituted(tmp_path):
     assert ident.pip_requirement == "featurelab @ git+https://github.com/my-school/tl-course@v2.0.0"
     assert not ident.is_placeholder and identity.problems(ident) == []
     line = '%pip install -q "featurelab @ git+{{COURSE_REPO_URL}}@{{COURSE_REF}}"'
-    assert ident.substitute(line) == ('%pip install -q "featurelab @ '
-                                      'git+https://github.com/my-school/tl-course@v2.0.0"')
+    assert ident.substitute(line) == (
+        '%pip install -q "featurelab @ git+https://github.com/my-school/tl-course@v2.0.0"'
+    )
     badge = "({{COURSE_COLAB_URL}}/notebooks/tp1/tp1.ipynb)"
-    assert ident.substitute(badge) == ("(https://colab.research.google.com/github/my-school/"
-                                       "tl-course/blob/v2.0.0/notebooks/tp1/tp1.ipynb)")
-    assert release.unknown_tokens("{{COURSE_REF}} {{COURSE_TYPO}}") == ["{{COURSE_REF}}",
-                                                                        "{{COURSE_TYPO}}"]
+    assert ident.substitute(badge) == (
+        "(https://colab.research.google.com/github/my-school/"
+        "tl-course/blob/v2.0.0/notebooks/tp1/tp1.ipynb)"
+    )
+    assert release.unknown_tokens("{{COURSE_REF}} {{COURSE_TYPO}}") == [
+        "{{COURSE_REF}}",
+        "{{COURSE_TYPO}}",
+    ]
     # the repository's own file parses; a course root without one falls back to it
     assert identity.load(course_root=tmp_path / "elsewhere").config == identity.CONFIG_FILE
 
@@ -77,8 +83,9 @@ def test_identity_rejects_bad_values_and_flags_placeholder_and_branches(tmp_path
     with pytest.raises(AutograderError, match="ref"):
         identity.load(path)
     placeholder = identity.load(_write_identity(tmp_path, ref="main"))
-    levels = dict((message.split(" ")[0], level) for level, message in
-                  identity.problems(placeholder))
+    levels = dict(
+        (message.split(" ")[0], level) for level, message in identity.problems(placeholder)
+    )
     assert placeholder.is_placeholder
     assert levels == {"the": "error", "ref": "warning"}
     assert "course.toml" in identity.placeholder_message(placeholder)
@@ -94,24 +101,28 @@ def test_source_notebooks_use_the_identity_tokens():
 
 def test_preflight_reports_identity_problems(tmp_path):
     # the toy course carries no token: the (placeholder) identity does not concern it
-    assert [p for p in preflight.course_checks(TOY_COURSE, ["toy"], "smoke")
-            if p.level == "error"] == []
+    assert [
+        p for p in preflight.course_checks(TOY_COURSE, ["toy"], "smoke") if p.level == "error"
+    ] == []
     course_root = copy_toy_course(tmp_path / "course")
     path = course_mod.source_notebook(course_root, "toy")
     notebook = nbformat.read(path, 4)
     notebook.cells[0].source += "\n\n[badge]({{COURSE_COLAB_URL}}/notebooks/toy/toy.ipynb)"
     nbformat.write(notebook, path)
     _write_identity(course_root)  # placeholder
-    errors = [str(p) for p in preflight.course_checks(course_root, ["toy"], "smoke")
-              if p.level == "error"]
+    errors = [
+        str(p) for p in preflight.course_checks(course_root, ["toy"], "smoke") if p.level == "error"
+    ]
     assert len(errors) == 1 and "placeholder" in errors[0] and "course.toml" in errors[0]
     _write_identity(course_root, owner="my-school", name="course")
-    assert [p for p in preflight.course_checks(course_root, ["toy"], "smoke")
-            if p.level == "error"] == []
+    assert [
+        p for p in preflight.course_checks(course_root, ["toy"], "smoke") if p.level == "error"
+    ] == []
     notebook.cells[0].source += "\n[x](https://colab.research.google.com/github/a/b/blob/main/x)"
     nbformat.write(notebook, path)
-    errors = [str(p) for p in preflight.course_checks(course_root, ["toy"], "smoke")
-              if p.level == "error"]
+    errors = [
+        str(p) for p in preflight.course_checks(course_root, ["toy"], "smoke") if p.level == "error"
+    ]
     assert errors and "hard-coded Colab badge URL" in errors[0]
 
 
@@ -122,8 +133,9 @@ def test_the_edition_is_refused_with_the_placeholder_identity(tmp_path, capsys):
     assert not (tmp_path / "edition").exists()
     course_root = copy_toy_course(tmp_path / "course")
     _write_identity(course_root)
-    code = cli.main(["--course-root", str(course_root), "release", "--student",
-                     str(tmp_path / "cli-edition")])
+    code = cli.main(
+        ["--course-root", str(course_root), "release", "--student", str(tmp_path / "cli-edition")]
+    )
     assert code == 1 and "refusing to build the student edition" in capsys.readouterr().err
     assert not (tmp_path / "cli-edition").exists()
     with pytest.raises(AutograderError, match="course repository"):
@@ -137,26 +149,52 @@ def test_the_edition_is_refused_with_the_placeholder_identity(tmp_path, capsys):
 
 def _thresholds(tmp_path, calibrated_grading: bool) -> Path:
     path = tmp_path / "thresholds.json"
-    path.write_text(json.dumps({
-        "_doc": "test",
-        "tp3_scene15_svm": {
-            "grading": {"accuracy": {"threshold": 0.6, "reference": None, "margin": 0.1,
-                                     "source": "default", "calibrated": calibrated_grading}},
-            "smoke": {"accuracy": {"threshold": 0.8, "reference": 1.0, "margin": 0.2,
-                                   "source": "fixtures", "calibrated": True}},
-            "full": {"accuracy": {"threshold": 0.85, "reference": 0.9, "margin": 0.05,
-                                  "source": "published"}},  # no flag: not measured
-        },
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "_doc": "test",
+                "tp3_scene15_svm": {
+                    "grading": {
+                        "accuracy": {
+                            "threshold": 0.6,
+                            "reference": None,
+                            "margin": 0.1,
+                            "source": "default",
+                            "calibrated": calibrated_grading,
+                        }
+                    },
+                    "smoke": {
+                        "accuracy": {
+                            "threshold": 0.8,
+                            "reference": 1.0,
+                            "margin": 0.2,
+                            "source": "fixtures",
+                            "calibrated": True,
+                        }
+                    },
+                    "full": {
+                        "accuracy": {
+                            "threshold": 0.85,
+                            "reference": 0.9,
+                            "margin": 0.05,
+                            "source": "published",
+                        }
+                    },  # no flag: not measured
+                },
+            }
+        )
+    )
     return path
 
 
 def test_uncalibrated_lists_what_was_never_measured(tmp_path):
     path = _thresholds(tmp_path, calibrated_grading=False)
     assert calibrate.uncalibrated(None, "grading", path) == [
-        "tp3_scene15_svm [grading] accuracy: threshold 0.6 (no reference value)"]
+        "tp3_scene15_svm [grading] accuracy: threshold 0.6 (no reference value)"
+    ]
     assert calibrate.uncalibrated(["tp3_scene15_svm"], "full", path) == [
-        "tp3_scene15_svm [full] accuracy: threshold 0.85 (default reference 0.9, not measured here)"]
+        "tp3_scene15_svm [full] accuracy: threshold 0.85 (default reference 0.9, not measured here)"
+    ]
     assert calibrate.uncalibrated(None, "smoke", path) == []
     assert calibrate.uncalibrated(["tp6_resnet18_features"], "grading", path) == []
     path = _thresholds(tmp_path, calibrated_grading=True)
@@ -178,10 +216,10 @@ def test_shipped_thresholds_say_whether_they_were_measured():
 
 
 def test_grade_refuses_uncalibrated_thresholds_before_grading(tmp_path, monkeypatch, capsys):
-    from autograder import grading
+    from autograder import batch
 
     calls = []
-    monkeypatch.setattr(grading, "main", lambda submissions, **kwargs: calls.append(kwargs) or 0)
+    monkeypatch.setattr(batch, "main", lambda submissions, **kwargs: calls.append(kwargs) or 0)
     monkeypatch.setattr(course_mod, "THRESHOLDS_FILE", _thresholds(tmp_path, False))
     base = ["grade", str(tmp_path), "--out", str(tmp_path / "out")]
     for profile in ("grading", "full"):
@@ -205,27 +243,45 @@ def test_preflight_reports_uncalibrated_thresholds(tmp_path, monkeypatch):
     messages = [p.message for p in problems if p.level == "error"]
     assert any("never measured" in m and "tp3_scene15_svm [grading]" in m for m in messages)
     assert any("calibrate --profile grading" in m for m in messages)
-    assert not [p for p in preflight.course_checks(REPO_ROOT, ["tp3_scene15_svm"], "smoke")
-                if "measured" in p.message]
+    assert not [
+        p
+        for p in preflight.course_checks(REPO_ROOT, ["tp3_scene15_svm"], "smoke")
+        if "measured" in p.message
+    ]
 
 
 def test_calibrate_marks_what_it_measured(tmp_path, monkeypatch):
     """calibrate() with the grading run faked: the measured metric becomes calibrated."""
     from types import SimpleNamespace
 
-    from autograder import grading
+    from autograder import batch
 
     thresholds = _thresholds(tmp_path, calibrated_grading=False)
     source = course_mod.read_notebook(course_mod.source_notebook(TOY_COURSE, "toy"))
-    monkeypatch.setattr(grading, "build_template", lambda *a, **k: SimpleNamespace(
-        release=lambda assignment: SimpleNamespace(notebook=source)))
-    record = SimpleNamespace(assignment="tp3_scene15_svm", metrics={"accuracy": 0.81}, score=1,
-                             max_score=1, status="ok", reason="")
-    monkeypatch.setattr(grading, "grade_batch",
-                        lambda *a, **k: SimpleNamespace(records=[record]))
+    monkeypatch.setattr(
+        batch,
+        "build_template",
+        lambda *a, **k: SimpleNamespace(
+            release=lambda assignment: SimpleNamespace(notebook=source)
+        ),
+    )
+    record = SimpleNamespace(
+        assignment="tp3_scene15_svm",
+        metrics={"accuracy": 0.81},
+        score=1,
+        max_score=1,
+        status="ok",
+        reason="",
+    )
+    monkeypatch.setattr(batch, "grade_batch", lambda *a, **k: SimpleNamespace(records=[record]))
     assert calibrate.uncalibrated(None, "grading", thresholds)
-    calibrate.calibrate(course_root=TOY_COURSE, profile="grading", assignments=["toy"],
-                        thresholds_file=thresholds, progress=False)
+    calibrate.calibrate(
+        course_root=TOY_COURSE,
+        profile="grading",
+        assignments=["toy"],
+        thresholds_file=thresholds,
+        progress=False,
+    )
     entry = json.loads(thresholds.read_text())["tp3_scene15_svm"]["grading"]["accuracy"]
     assert entry["calibrated"] is True and entry["reference"] == 0.81
     assert calibrate.uncalibrated(None, "grading", thresholds) == []
@@ -243,20 +299,30 @@ def built(tmp_path_factory):
 
 
 def _git(folder: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=folder, capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.mark.slow
 def test_edition_holds_the_student_files_and_nothing_secret(built):
     root = built.path
     files = set(built.files)
-    assert {"README.md", "LICENSE", "pyproject.toml", "environment.yml", ".gitignore",
-            "src/featurelab/__init__.py"} <= files
+    assert {
+        "README.md",
+        "LICENSE",
+        "pyproject.toml",
+        "environment.yml",
+        ".gitignore",
+        "src/featurelab/__init__.py",
+    } <= files
     for assignment in course_mod.assignments(REPO_ROOT):
         assert f"notebooks/{assignment}/{assignment}.ipynb" in files
-    assert not [f for f in files if f.split("/")[0] in ("solutions", "autograder", "tests",
-                                                        "data_scripts", "bench")]
+    assert not [
+        f
+        for f in files
+        if f.split("/")[0] in ("solutions", "autograder", "tests", "data_scripts", "bench")
+    ]
     assert not [f for f in files if f.endswith(("thresholds.json", "gradebook.db"))]
     # the secrets are many (the scan is not vacuous) and none is in the edition
     secrets = edition.secret_lines()
@@ -288,8 +354,10 @@ def test_edition_holds_the_student_files_and_nothing_secret(built):
         text = (root / "notebooks" / assignment / f"{assignment}.ipynb").read_text()
         assert TEST_IDENTITY.colab_notebook_url(assignment) in text
         assert TEST_IDENTITY.colab_notebook_url(assignment) in readme
-        assert ('%pip install -q \\"featurelab @ '
-                'git+https://github.com/example-school/featurelab-students@v1.2.0\\"' in text)
+        assert (
+            '%pip install -q \\"featurelab @ '
+            'git+https://github.com/example-school/featurelab-students@v1.2.0\\"' in text
+        )
 
 
 def _leaks_after(tmp_path: Path, built, plant) -> list[str]:
@@ -334,11 +402,14 @@ def test_the_scan_catches_each_kind_of_planted_leak(built, tmp_path):
         (root / "autograder").mkdir()
         (root / "autograder" / "notes.txt").write_text("### BEGIN HIDDEN TESTS\n")
 
-    cases = [(in_readme, "README.md", solution), (in_notebook, CHEAP_NOTEBOOK, hidden),
-             (in_package, "src/featurelab/helpers.py", "block of 3 lines"),
-             (lambda root: (root / "NOTES.md").write_text(f"    {check}\n"), "NOTES.md", check),
-             (placeholder, "LICENSE", "placeholder URL"),
-             (instructor_files, "autograder/notes.txt", "BEGIN HIDDEN TESTS")]
+    cases = [
+        (in_readme, "README.md", solution),
+        (in_notebook, CHEAP_NOTEBOOK, hidden),
+        (in_package, "src/featurelab/helpers.py", "block of 3 lines"),
+        (lambda root: (root / "NOTES.md").write_text(f"    {check}\n"), "NOTES.md", check),
+        (placeholder, "LICENSE", "placeholder URL"),
+        (instructor_files, "autograder/notes.txt", "BEGIN HIDDEN TESTS"),
+    ]
     for plant, where, what in cases:
         leaks = _leaks_after(tmp_path, built, plant)
         assert leaks and all(where in leak for leak in leaks), (plant.__name__, leaks)
@@ -373,29 +444,53 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     # pointing at its site-packages (the .pth files *there*, e.g. the editable featurelab of the
     # main checkout, are not processed, so only the edition provides featurelab)
     main_paths = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
-    new_site = subprocess.run([str(python), "-c", "import sysconfig; "
-                               "print(sysconfig.get_path('purelib'))"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    new_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(new_site) / "main-venv-deps.pth").write_text("\n".join(sorted(main_paths)) + "\n")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}", PIP_NO_INPUT="1",
-               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+    }
+    env.update(
+        PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+        PIP_NO_INPUT="1",
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+    )
     work = tmp_path / "student"
     work.mkdir()
 
     def run(*args, check=True):
-        return subprocess.run([*args], cwd=work, env=env, capture_output=True, text=True,
-                              check=check, timeout=900)
+        return subprocess.run(
+            [*args], cwd=work, env=env, capture_output=True, text=True, check=check, timeout=900
+        )
 
     url = f"git+file://{built.path}@{TEST_IDENTITY.ref}"
     # --ignore-installed: the main venv's featurelab metadata is visible through the .pth file;
     # pip must neither call it satisfied nor try to uninstall it
-    install = run(str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                  "--no-index", "--ignore-installed", url, check=False)
+    install = run(
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--ignore-installed",
+        url,
+        check=False,
+    )
     assert install.returncode == 0, install.stdout + install.stderr
-    where = run(str(python), "-c", "import featurelab, featurelab.data; "
-                "print(featurelab.__file__); print(sorted(featurelab.data.REGISTRY))").stdout
+    where = run(
+        str(python),
+        "-c",
+        "import featurelab, featurelab.data; "
+        "print(featurelab.__file__); print(sorted(featurelab.data.REGISTRY))",
+    ).stdout
     assert Path(where.splitlines()[0]).resolve().is_relative_to(venv.resolve()), where
     assert "scene15" in where
     no_autograder = run(str(python), "-c", "import autograder", check=False)
@@ -404,31 +499,59 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     released = built.path / "notebooks" / CHEAP_NOTEBOOK / f"{CHEAP_NOTEBOOK}.ipynb"
     notebook = students.solved_release(
         course_mod.read_notebook(course_mod.source_notebook(REPO_ROOT, CHEAP_NOTEBOOK)),
-        course_mod.read_notebook(released))
-    notebook.cells.append(nbformat.v4.new_code_cell(
-        "import featurelab, sys\nprint('FEATURELAB_FILE', featurelab.__file__)\n"
-        "print('HAS_AUTOGRADER', any(p.endswith('/work/main') for p in sys.path))"))
+        course_mod.read_notebook(released),
+    )
+    notebook.cells.append(
+        nbformat.v4.new_code_cell(
+            "import featurelab, sys\nprint('FEATURELAB_FILE', featurelab.__file__)\n"
+            "print('HAS_AUTOGRADER', any(p.endswith('/work/main') for p in sys.path))"
+        )
+    )
     solved = work / f"{CHEAP_NOTEBOOK}.ipynb"
     students.write(notebook, solved)
     kernels = tmp_path / "jupyter" / "kernels" / "edition"
     kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "edition", "language": "python"}))
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "edition",
+                "language": "python",
+            }
+        )
+    )
     (tmp_path / "executor.py").write_text(EXECUTE)
-    env.update(FEATURELAB_PROFILE="smoke", MPLBACKEND="Agg",
-               FEATURELAB_DATA=str(tmp_path / "data"), FEATURELAB_CACHE=str(tmp_path / "cache"),
-               JUPYTER_PATH=str(tmp_path / "jupyter"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"), JUPYTER_PLATFORM_DIRS="1",
-               IPYTHONDIR=str(tmp_path / "ipython"), PYDEVD_DISABLE_FILE_VALIDATION="1")
+    env.update(
+        FEATURELAB_PROFILE="smoke",
+        MPLBACKEND="Agg",
+        FEATURELAB_DATA=str(tmp_path / "data"),
+        FEATURELAB_CACHE=str(tmp_path / "cache"),
+        JUPYTER_PATH=str(tmp_path / "jupyter"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTER_PLATFORM_DIRS="1",
+        IPYTHONDIR=str(tmp_path / "ipython"),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
     executed = work / "executed.ipynb"
-    result = run(str(python), str(tmp_path / "executor.py"), str(solved), str(executed),
-                 str(work), check=False)
+    result = run(
+        str(python),
+        str(tmp_path / "executor.py"),
+        str(solved),
+        str(executed),
+        str(work),
+        check=False,
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     outputs = nbformat.read(executed, 4)
-    errors = [o for c in outputs.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
+    errors = [
+        o
+        for c in outputs.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert errors == []
     last = "".join(o.get("text", "") for o in outputs.cells[-1].outputs)
     reported = last.split("FEATURELAB_FILE ")[1].split("\n")[0]
@@ -450,8 +573,10 @@ def test_cli_builds_a_placeholder_edition_only_when_allowed(tmp_path, capsys):
     assert _git(target, "tag").split() == ["v0.1.0"]
     assert identity.PLACEHOLDER_URL in (target / "README.md").read_text()
     assert edition.scan(target, edition.secret_lines(course_root), allow_placeholder=True) == []
-    assert any("placeholder URL" in leak
-               for leak in edition.scan(target, edition.secret_lines(course_root)))
+    assert any(
+        "placeholder URL" in leak
+        for leak in edition.scan(target, edition.secret_lines(course_root))
+    )
     # a second build: refused into a non-empty folder, and --git never rewrites a repository
     assert cli.main([*args, "--allow-placeholder"]) == 1
     assert "is not empty" in capsys.readouterr().err

@@ -53,4 +53,6 @@ def test_constraints_pin_versions_inside_the_declared_ranges():
             continue
         pin = Requirement(line)
         version = str(next(iter(pin.specifier)).version)
-        assert declared[pin.name].specifier.contains(version), f"{line} outside {declared[pin.name]}"
+        assert declared[pin.name].specifier.contains(version), (
+            f"{line} outside {declared[pin.name]}"
+        )

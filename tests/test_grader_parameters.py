@@ -25,7 +25,7 @@ def test_parameters_cell_says_the_grader_decides(path):
     assert "the grader decides PROFILE, DATA_ROOT, DEVICE and BATCH_SIZE" in parameters
     setup = cells[index + 1]
     assert "fl.device.auto_device(DEVICE)" in setup
-    later = "\n".join(cells[index + 2:])
+    later = "\n".join(cells[index + 2 :])
     if "root=DATA_ROOT" in later or "DATA_ROOT)" in later:
         assert "DATA_ROOT = fl.profiles.requested_data_root(DATA_ROOT)" in setup
     if "BATCH_SIZE" in later:

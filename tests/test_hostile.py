@@ -21,7 +21,7 @@ import time
 import psutil
 import pytest
 
-from autograder import grading, jail, students
+from autograder import batch, jail, students
 from tests.data import fixture_submissions as fx
 from tests.data import hostile
 from tests.data.toy import TOY_COURSE, TOY_POINTS, shared_work_dir, toy_template
@@ -93,7 +93,7 @@ def attacked(tmp_path_factory):
     for name, data in hostile.build_all(release, "ex1_square", targets).items():
         (submissions / f"{name}_toy.ipynb").write_bytes(data)
     try:
-        result = grading.grade(
+        result = batch.grade(
             submissions,
             out=out,
             course_root=TOY_COURSE,

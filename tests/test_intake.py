@@ -108,13 +108,15 @@ def test_copy_marker_is_the_same_student_and_one_file_is_graded(tmp_path):
 
 def test_hash_collision_of_two_changed_names_gets_longer_hashes(tmp_path, monkeypatch):
     real = submissions.digest
-    monkeypatch.setattr(submissions, "digest",
-                        lambda text, digits=8: "0" * 8 if digits == 8 else real(text, digits))
+    monkeypatch.setattr(
+        submissions, "digest", lambda text, digits=8: "0" * 8 if digits == 8 else real(text, digits)
+    )
     _nb(tmp_path / "submitted" / "Zoë" / "toy" / "toy.ipynb")
     _nb(tmp_path / "submitted" / "Zoé" / "toy" / "toy.ipynb")
     found = collect(tmp_path / "submitted", assignments=TOY)
     assert sorted(s.student for s in found) == sorted(
-        [f"Zoe-{real('Zoë', 16)}", f"Zoe-{real('Zoé', 16)}"])
+        [f"Zoe-{real('Zoë', 16)}", f"Zoe-{real('Zoé', 16)}"]
+    )
 
 
 def test_non_ascii_names_are_readable_and_mapped_back(tmp_path):
@@ -146,7 +148,8 @@ def test_ids_and_labels_do_not_depend_on_listing_order(tmp_path, monkeypatch):
     monkeypatch.setattr(submissions.os, "walk", reversed_walk)
     again = collect(root, assignments=TOY)
     assert [(s.student, s.label, s.notes) for s in again] == [
-        (s.student, s.label, s.notes) for s in first]
+        (s.student, s.label, s.notes) for s in first
+    ]
     # the same class in a .zip, members in the opposite order: the same ids
     archive = tmp_path / "class.zip"
     with zipfile.ZipFile(archive, "w") as bundle:
@@ -187,8 +190,10 @@ def test_two_notebooks_in_one_assignment_folder_newest_is_graded(tmp_path):
     _nb(root / "dan" / "toy" / "final.ipynb", mtime=3_000_000)
     [found] = collect(root, assignments=TOY)
     assert (found.student, found.label) == ("dan", "dan/toy/final.ipynb")
-    assert found.notes == ("2 notebooks for toy: graded dan/toy/final.ipynb (the newest)",
-                           "extra file not graded: dan/toy/draft.ipynb (an older copy)")
+    assert found.notes == (
+        "2 notebooks for toy: graded dan/toy/final.ipynb (the newest)",
+        "extra file not graded: dan/toy/draft.ipynb (an older copy)",
+    )
 
 
 def test_lms_folder_per_student_names_the_student(tmp_path):
@@ -197,10 +202,18 @@ def test_lms_folder_per_student_names_the_student(tmp_path):
     (tmp_path / "Erin_1_assignsubmission_file_").mkdir()
     found = collect(tmp_path, assignments=TOY)
     assert _rows(found) == [
-        ("Erin_1_assignsubmission_file_", None, "Erin_1_assignsubmission_file_/",
-         "no notebook in this student's folder (no file in it)"),
-        (f"Fay_Li_2_assignsubmission_file-{_h('Fay Li_2_assignsubmission_file_')}", "toy",
-         "Fay Li_2_assignsubmission_file_/toy.ipynb", None),
+        (
+            "Erin_1_assignsubmission_file_",
+            None,
+            "Erin_1_assignsubmission_file_/",
+            "no notebook in this student's folder (no file in it)",
+        ),
+        (
+            f"Fay_Li_2_assignsubmission_file-{_h('Fay Li_2_assignsubmission_file_')}",
+            "toy",
+            "Fay Li_2_assignsubmission_file_/toy.ipynb",
+            None,
+        ),
         ("Gil_3_assignsubmission_file_", "toy", "Gil_3_assignsubmission_file_/toy.ipynb", None),
     ]
 
@@ -218,16 +231,15 @@ def test_empty_folders_are_rows_not_silence(tmp_path):
     found = collect(root, assignments=TOY)
     assert _rows(found) == [
         ("alice", "toy", "alice/toy/toy.ipynb", None),
-        ("alice", "toy2", "alice/toy2/",
-         "no notebook in this assignment's folder (no file in it)"),
+        ("alice", "toy2", "alice/toy2/", "no notebook in this assignment's folder (no file in it)"),
         ("carol", None, "carol/", "no notebook in this student's folder (no file in it)"),
-        ("dave", None, "dave/",
-         "no notebook in this student's folder (it holds: toy/report.pdf)"),
+        ("dave", None, "dave/", "no notebook in this student's folder (it holds: toy/report.pdf)"),
     ]
     only_empty = tmp_path / "other" / "submitted"
     (only_empty / "erin").mkdir(parents=True)
     assert _rows(collect(only_empty, assignments=TOY)) == [
-        ("erin", None, "erin/", "no notebook in this student's folder (no file in it)")]
+        ("erin", None, "erin/", "no notebook in this student's folder (no file in it)")
+    ]
 
 
 def test_a_gradable_copy_wins_over_a_rejected_one(tmp_path):
@@ -263,12 +275,22 @@ def test_links_and_special_files_are_rejected_one_by_one(tmp_path):
 def test_a_problem_row_is_reported_invalid_without_reading(tmp_path):
     from autograder import grading
 
-    entry = submissions.Submission("carol", None, tmp_path, "carol/", "tree",
-                                   "no notebook in this student's folder (no file in it)")
+    entry = submissions.Submission(
+        "carol",
+        None,
+        tmp_path,
+        "carol/",
+        "tree",
+        "no notebook in this student's folder (no file in it)",
+    )
     context = SimpleNamespace(template=SimpleNamespace(releases={}))
     record = grading.grade_one(entry, context)
     assert (record.student, record.status, record.reason, record.label) == (
-        "carol", "invalid", "no notebook in this student's folder (no file in it)", "carol/")
+        "carol",
+        "invalid",
+        "no notebook in this student's folder (no file in it)",
+        "carol/",
+    )
 
 
 # ---------------------------------------------------------------------------- malformed files
@@ -306,10 +328,10 @@ def _set_flag(data: bytes, name: bytes, flag: int, *, clear: bool = False) -> by
     for signature, offset, name_offset in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):
         start = 0
         while (at := data.find(signature, start)) >= 0:
-            if data[at + name_offset:at + name_offset + len(name)] == name:
-                (bits,) = struct.unpack("<H", data[at + offset:at + offset + 2])
+            if data[at + name_offset : at + name_offset + len(name)] == name:
+                (bits,) = struct.unpack("<H", data[at + offset : at + offset + 2])
                 bits = bits & ~flag if clear else bits | flag
-                data[at + offset:at + offset + 2] = struct.pack("<H", bits)
+                data[at + offset : at + offset + 2] = struct.pack("<H", bits)
             start = at + 4
     return bytes(data)
 
@@ -321,8 +343,8 @@ def _patch_sizes(data: bytes, name: bytes, size: int) -> bytes:
         start = 0
         while (at := data.find(signature, start)) >= 0:
             name_at = at + (30 if signature == b"PK\x03\x04" else 46)
-            if data[name_at:name_at + len(name)] == name:
-                data[at + offset:at + offset + 4] = struct.pack("<I", size)
+            if data[name_at : name_at + len(name)] == name:
+                data[at + offset : at + offset + 4] = struct.pack("<I", size)
             start = at + 4
     return bytes(data)
 
@@ -335,23 +357,30 @@ def _zip(path: Path, members: dict[str, bytes], **write) -> Path:
 
 
 def test_zip_bombs_and_lies_are_refused_member_by_member(tmp_path):
-    archive = _zip(tmp_path / "class.zip", {
-        "export/ann_toy.ipynb": NB.encode(),
-        "export/bomb_toy.ipynb": b"\0" * (8 * 2**20),  # 8 MiB of zeros: ~1000:1
-        "export/huge_toy.ipynb": NB.encode(),  # declares 3.75 GiB (patched below)
-        "export/liar_toy.ipynb": b" " * (3 * 2**20),  # declares 1000 bytes (patched below)
-        "export/zed_toy.ipynb": NB.encode(),
-    })
+    archive = _zip(
+        tmp_path / "class.zip",
+        {
+            "export/ann_toy.ipynb": NB.encode(),
+            "export/bomb_toy.ipynb": b"\0" * (8 * 2**20),  # 8 MiB of zeros: ~1000:1
+            "export/huge_toy.ipynb": NB.encode(),  # declares 3.75 GiB (patched below)
+            "export/liar_toy.ipynb": b" " * (3 * 2**20),  # declares 1000 bytes (patched below)
+            "export/zed_toy.ipynb": NB.encode(),
+        },
+    )
     data = _patch_sizes(archive.read_bytes(), b"export/huge_toy.ipynb", 0xF000_0000)
     archive.write_bytes(_patch_sizes(data, b"export/liar_toy.ipynb", 1000))
     unpacked = tmp_path / "unpacked"
     found = collect(archive, assignments=TOY, unpack_dir=unpacked)
     assert [(s.student, s.problem is None) for s in found] == [
-        ("ann", True), ("bomb", False), ("huge", False), ("liar", False), ("zed", True)]
+        ("ann", True),
+        ("bomb", False),
+        ("huge", False),
+        ("liar", False),
+        ("zed", True),
+    ]
     problems = {s.student: s.problem for s in found}
     assert problems["bomb"].startswith("compressed ") and "zip bomb" in problems["bomb"]
-    assert problems["huge"] == ("too large: 3.8 GiB uncompressed (limit 64.0 MiB): not "
-                                "extracted")
+    assert problems["huge"] == ("too large: 3.8 GiB uncompressed (limit 64.0 MiB): not extracted")
     assert problems["liar"].startswith("a damaged member of the .zip (Bad CRC-32")
     assert found[0].path.read_text() == NB and found[-1].path.read_text() == NB
     extracted = sorted(p.name for p in unpacked.iterdir())
@@ -363,13 +392,19 @@ def test_zip_total_size_and_member_count_are_bounded(tmp_path):
     members = {f"s{i}_toy.ipynb": NB.encode() + b" " * 1000 for i in range(5)}
     archive = _zip(tmp_path / "class.zip", members)
     size = len(NB) + 1000
-    found = collect(archive, assignments=TOY, unpack_dir=tmp_path / "u",
-                    zip_limits=ZipLimits(max_total_bytes=2 * size + 10))
+    found = collect(
+        archive,
+        assignments=TOY,
+        unpack_dir=tmp_path / "u",
+        zip_limits=ZipLimits(max_total_bytes=2 * size + 10),
+    )
     assert [s.problem is None for s in found] == [True, True, False, False, False]
-    assert found[2].problem == ("the .zip's total uncompressed size limit (0.0 MiB) is reached: "
-                                "not extracted")
-    found = collect(archive, assignments=TOY, unpack_dir=tmp_path / "u",
-                    zip_limits=ZipLimits(max_members=3))
+    assert found[2].problem == (
+        "the .zip's total uncompressed size limit (0.0 MiB) is reached: not extracted"
+    )
+    found = collect(
+        archive, assignments=TOY, unpack_dir=tmp_path / "u", zip_limits=ZipLimits(max_members=3)
+    )
     assert [s.problem is None for s in found] == [True, True, True, False, False]
     assert found[3].problem.startswith("the .zip holds more than 3 members")
     assert len(list((tmp_path / "u").iterdir())) == 3  # a fresh folder each time
@@ -392,10 +427,14 @@ def test_zip_traversal_symlinks_and_encryption_are_refused(tmp_path):
     found = collect(archive, assignments=TOY, unpack_dir=unpacked)
     by = {s.student: s for s in found}
     assert set(by) == {"evil", "abs", "win", "lnk", "enc", "ok"}
-    unsafe = "unsafe path in the .zip (it leads outside the folder it is extracted to): not " \
-             "extracted"
+    unsafe = (
+        "unsafe path in the .zip (it leads outside the folder it is extracted to): not extracted"
+    )
     assert {name: by[name].problem for name in ("evil", "abs", "win")} == {
-        "evil": unsafe, "abs": unsafe, "win": unsafe}
+        "evil": unsafe,
+        "abs": unsafe,
+        "win": unsafe,
+    }
     assert by["evil"].label == "../../evil_toy.ipynb"
     assert by["lnk"].problem == "a symbolic link in the .zip, not a notebook: not extracted"
     assert by["enc"].problem == "an encrypted member of the .zip: not extracted"
@@ -419,7 +458,9 @@ def test_zip_utf8_names_without_the_flag_and_duplicate_members(tmp_path):
         assert bundle.namelist()[0] == "Zo├½_toy.ipynb"  # the flag is gone indeed
     found = collect(archive, assignments=TOY, unpack_dir=tmp_path / "u")
     assert [(s.student, s.label) for s in found] == [
-        (f"Zoe-{_h('Zoë')}", "Zoë_toy.ipynb"), ("dup", "dup_toy.ipynb")]
+        (f"Zoe-{_h('Zoë')}", "Zoë_toy.ipynb"),
+        ("dup", "dup_toy.ipynb"),
+    ]
     assert found[1].notes[0].startswith("2 notebooks for toy: graded dup_toy.ipynb (")
     assert found[1].notes[1].startswith("extra file not graded: dup_toy.ipynb [member 3] (")
 
@@ -443,9 +484,14 @@ def test_reports_are_short_safe_and_carry_the_source(tmp_path):
         _record("b" * 240, "raw\udcff/toy.ipynb", assignment=None),  # built by hand, unsafe
         _record("Alice", "Alice/toy/toy.ipynb"),
         _record("alice", "alice/toy/toy.ipynb"),  # clashes with Alice on macOS / Windows
-        _record("eve", "=HYPERLINK(\"http://x\")_toy.ipynb"),
-        _record("carol", "carol/", assignment=None, status="invalid",
-                reasons=["no notebook in this student's folder (no file in it)"]),
+        _record("eve", '=HYPERLINK("http://x")_toy.ipynb'),
+        _record(
+            "carol",
+            "carol/",
+            assignment=None,
+            status="invalid",
+            reasons=["no notebook in this student's folder (no file in it)"],
+        ),
         _record("dan", "a/dan_toy.ipynb"),
         _record("dan", "b/dan_toy.ipynb"),  # same student and assignment: two pages
     ]
@@ -465,9 +511,12 @@ def test_reports_are_short_safe_and_carry_the_source(tmp_path):
     assert rows[f"caf-{_h(b'caf' + bytes([0xE9]))}"]["source"] == "caf\\xe9/toy/toy.ipynb"
     assert rows[student_id(long)]["source"] == f"{long}_toy.ipynb"
     assert rows["b" * 240]["source"] == "raw\\xff/toy.ipynb"
-    assert rows["eve"]["source"] == "'=HYPERLINK(\"http://x\")_toy.ipynb"
+    assert rows["eve"]["source"] == '\'=HYPERLINK("http://x")_toy.ipynb'
     assert (rows["carol"]["status"], rows["carol"]["reason"], rows["carol"]["source"]) == (
-        "invalid", "no notebook in this student's folder (no file in it)", "carol/")
+        "invalid",
+        "no notebook in this student's folder (no file in it)",
+        "carol/",
+    )
     page = report.feedback_path(out, records[2], records).read_text(encoding="utf-8")
     assert "raw\\xff/toy.ipynb" in page
 
@@ -478,7 +527,8 @@ def test_feedback_path_without_clashes_is_the_plain_one(tmp_path):
     record = _record("alice", "alice/toy/toy.ipynb")
     assert report.feedback_path(tmp_path, record) == tmp_path / "feedback" / "alice" / "toy.html"
     assert report.feedback_path(tmp_path, record, [record]) == report.feedback_path(
-        tmp_path, record)
+        tmp_path, record
+    )
     assert report.results_path(tmp_path, "alice") == tmp_path / "results" / "alice.json"
     long = _record("x" * 300, "x.ipynb", assignment="y" * 300)
     path = report.feedback_path(tmp_path, long)
@@ -488,8 +538,15 @@ def test_feedback_path_without_clashes_is_the_plain_one(tmp_path):
 def test_grades_csv_source_column_round_trips(tmp_path):
     from autograder import report
 
-    text = report.grades_csv([_record("zoe", "Zoë, \"quoted\"/toy.ipynb")])
+    text = report.grades_csv([_record("zoe", 'Zoë, "quoted"/toy.ipynb')])
     [row] = list(csv.DictReader(io.StringIO(text)))
-    assert row["source"] == "Zoë, \"quoted\"/toy.ipynb"
-    assert list(row)[:7] == ["student", "assignment", "score", "max_score", "status", "reason",
-                             "source"]
+    assert row["source"] == 'Zoë, "quoted"/toy.ipynb'
+    assert list(row)[:7] == [
+        "student",
+        "assignment",
+        "score",
+        "max_score",
+        "status",
+        "reason",
+        "source",
+    ]

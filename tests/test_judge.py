@@ -201,7 +201,7 @@ print(json.dumps(report))
 
 
 def test_only_valid_entries_of_a_trusted_run_reach_the_shared_cache(tmp_path):
-    from autograder import grading
+    from autograder import batch
     from featurelab import cache
 
     run_cache, shared = tmp_path / "run", tmp_path / "shared"
@@ -210,12 +210,12 @@ def test_only_valid_entries_of_a_trusted_run_reach_the_shared_cache(tmp_path):
     cache.entry_path(run_cache, bad).write_bytes(b"half-written")
     cache.store(run_cache, kept, torch.zeros(2, 2), torch.arange(2))
     cache.store(shared, kept, torch.ones(2, 2), torch.arange(2))  # already shared: kept as is
-    assert grading.promote_cache_entries(run_cache, shared) == 1
+    assert batch.promote_cache_entries(run_cache, shared) == 1
     features, labels = cache.load(shared, good)
     assert features.tolist() == torch.ones(3, 4).tolist() and labels.tolist() == [0, 1, 2]
     assert not cache.entry_path(shared, bad).exists()
     assert cache.load(shared, kept)[0].sum() == 4  # not overwritten by the run's entry
-    assert grading.promote_cache_entries(tmp_path / "missing", shared) == 0
+    assert batch.promote_cache_entries(tmp_path / "missing", shared) == 0
 
 
 def test_an_evidence_zip_bomb_is_refused_unopened(tmp_path, monkeypatch):

@@ -37,7 +37,9 @@ def test_nmi_ari_match_scikit_learn_and_accept_tensors():
     y_true = rng.integers(0, 3, size=50)
     y_pred = rng.integers(0, 3, size=50)
     y_true_t, y_pred_t = torch.as_tensor(y_true), torch.as_tensor(y_pred)
-    assert metrics.nmi(y_true_t, y_pred_t) == pytest.approx(normalized_mutual_info_score(y_true, y_pred))
+    assert metrics.nmi(y_true_t, y_pred_t) == pytest.approx(
+        normalized_mutual_info_score(y_true, y_pred)
+    )
     assert metrics.ari(y_true_t, y_pred_t) == pytest.approx(adjusted_rand_score(y_true, y_pred))
 
 

@@ -48,9 +48,9 @@ def test_course_conventions(path):
     nb = _load(path)
     cells = nb["cells"]
     assert "colab.research.google.com/assets/colab-badge.svg" in _source(cells[0])
-    assert any(
-        c["cell_type"] == "code" and "google.colab" in _source(c) for c in cells[:4]
-    ), "a setup cell that installs the package only on Colab"
+    assert any(c["cell_type"] == "code" and "google.colab" in _source(c) for c in cells[:4]), (
+        "a setup cell that installs the package only on Colab"
+    )
     assert any(
         "parameters" in c["metadata"].get("tags", []) and "PROFILE" in _source(c) for c in cells
     ), "a parameters cell tagged 'parameters' with PROFILE"

@@ -22,9 +22,13 @@ def test_the_package_answers_no_graded_exercise():
     import featurelab
     from featurelab import backbones, metrics
 
-    for module, name in [(backbones, "count_parameters"), (backbones, "cut"),
-                         (backbones, "ResNetTrunk"), (metrics, "cluster_accuracy"),
-                         (metrics, "clustering_report")]:
+    for module, name in [
+        (backbones, "count_parameters"),
+        (backbones, "cut"),
+        (backbones, "ResNetTrunk"),
+        (metrics, "cluster_accuracy"),
+        (metrics, "clustering_report"),
+    ]:
         assert not hasattr(module, name), name
     with pytest.raises(AttributeError):
         featurelab.train  # noqa: B018
@@ -36,7 +40,11 @@ def test_show_images_accepts_tensors_and_pil_and_unnormalises():
         plots.IMAGENET_STD
     ).view(1, 3, 1, 1)
     fig = plots.show_images(
-        normalised, titles=list("abcde"), mean=plots.IMAGENET_MEAN, std=plots.IMAGENET_STD, show=False
+        normalised,
+        titles=list("abcde"),
+        mean=plots.IMAGENET_MEAN,
+        std=plots.IMAGENET_STD,
+        show=False,
     )
     shown = fig.axes[0].images[0].get_array()
     np.testing.assert_allclose(shown, images[0].permute(1, 2, 0).numpy(), atol=1e-5)

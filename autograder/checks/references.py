@@ -26,8 +26,16 @@ class ResNetTrunk(nn.Sequential):
     """ResNet up to ``layer4`` (no pooling, no fc): ``(N, 3, H, W) -> (N, 512, H/32, W/32)``."""
 
     def __init__(self, resnet: models.ResNet):
-        super().__init__(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool,
-                         resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+        super().__init__(
+            resnet.conv1,
+            resnet.bn1,
+            resnet.relu,
+            resnet.maxpool,
+            resnet.layer1,
+            resnet.layer2,
+            resnet.layer3,
+            resnet.layer4,
+        )
 
 
 def cut(model: nn.Module, name: str, point: str) -> nn.Module:

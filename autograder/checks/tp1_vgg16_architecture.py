@@ -223,8 +223,13 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
     c = ints(2, 12)
     plain = [
         ["Linear", [ints(2, 60), ints(2, 60)], {"bias": False}],
-        {"sequential": [["Conv2d", [ints(1, 6), c, ints(1, 5)], {}], ["BatchNorm2d", [c], {}],
-                        ["ReLU", [], {}]]},
+        {
+            "sequential": [
+                ["Conv2d", [ints(1, 6), c, ints(1, 5)], {}],
+                ["BatchNorm2d", [c], {}],
+                ["ReLU", [], {}],
+            ]
+        },
         ["Conv2d", [ints(1, 40), ints(1, 40), ints(1, 7)], {"bias": bool(rng.random() < 0.5)}],
         ["BatchNorm1d", [ints(2, 50)], {}],
         ["ReLU", [], {}],
@@ -245,23 +250,32 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
     # ex5: VGG16's features on another batch and image size, and a toy stack.
     c0, c1, c2 = ints(1, 4), ints(2, 8), ints(2, 8)
     k0 = int(rng.choice([1, 3, 5]))
-    toy = {"seed": ints(0, 10_000), "sequential": [
-        ["Conv2d", [c0, c1, k0], {"padding": k0 // 2}],
-        ["ReLU", [], {}],
-        ["MaxPool2d", [2], {}],
-        ["Conv2d", [c1, c2, int(rng.choice([1, 3]))], {}],
-        ["MaxPool2d", [3], {"stride": int(rng.choice([2, 3]))}],
-        ["Conv2d", [c2, ints(1, 6), 1], {}],
-        ["MaxPool2d", [2], {}],
-    ]}
+    toy = {
+        "seed": ints(0, 10_000),
+        "sequential": [
+            ["Conv2d", [c0, c1, k0], {"padding": k0 // 2}],
+            ["ReLU", [], {}],
+            ["MaxPool2d", [2], {}],
+            ["Conv2d", [c1, c2, int(rng.choice([1, 3]))], {}],
+            ["MaxPool2d", [3], {"stride": int(rng.choice([2, 3]))}],
+            ["Conv2d", [c2, ints(1, 6), 1], {}],
+            ["MaxPool2d", [2], {}],
+        ],
+    }
     arrays = {
-        "ex5/vgg": rng.normal(size=(ints(1, 3), 3, ints(32, 120), ints(32, 120))).astype(np.float32),
+        "ex5/vgg": rng.normal(size=(ints(1, 3), 3, ints(32, 120), ints(32, 120))).astype(
+            np.float32
+        ),
         "ex5/toy": rng.normal(size=(ints(1, 3), c0, ints(40, 72), ints(40, 72))).astype(np.float32),
     }
     values = {
-        "ex1/plain": plain, "ex1/frozen": frozen, "ex1/shared": shared,
-        "ex3/conv": conv, "ex3/linear": linear,
-        "ex4/vgg16": list(VGG_CONFIGS["D"]), "ex4/cases": vgg_cases,
+        "ex1/plain": plain,
+        "ex1/frozen": frozen,
+        "ex1/shared": shared,
+        "ex3/conv": conv,
+        "ex3/linear": linear,
+        "ex4/vgg16": list(VGG_CONFIGS["D"]),
+        "ex4/cases": vgg_cases,
         "ex5/toy": [toy],
     }
     return ProbeSet(values=values, arrays=arrays)
@@ -301,25 +315,34 @@ def _same_count(value, expected: int, what: str) -> bool:
 
 def judge_count_parameters(evidence, probes: ProbeSet, context) -> None:
     visible = evidence.list("visible", "count_parameters on the examples of the visible test")
-    for value, expected, what in zip(visible, (8, 10, 0), ("nn.Linear(3, 2)",
-                                     "nn.Conv2d(1, 1, kernel_size=3)", "nn.ReLU()"), strict=True):
+    for value, expected, what in zip(
+        visible,
+        (8, 10, 0),
+        ("nn.Linear(3, 2)", "nn.Conv2d(1, 1, kernel_size=3)", "nn.ReLU()"),
+        strict=True,
+    ):
         if not _same_count(value, expected, f"count_parameters({what})"):
             raise Failed(f"count_parameters({what}) is wrong")
-    model_count = as_int(evidence.get("model_count", "count_parameters(model)"),
-                         "count_parameters(model)")
+    model_count = as_int(
+        evidence.get("model_count", "count_parameters(model)"), "count_parameters(model)"
+    )
     if model_count != VGG16_PARAMS:
         raise Failed("count_parameters(model) is not VGG16's number of parameters")
     specs = probes.values["ex1/plain"] + probes.values["ex1/frozen"] + probes.values["ex1/shared"]
-    kinds = (["a module"] * len(probes.values["ex1/plain"])
-             + ["a frozen layer (requires_grad False)"] * len(probes.values["ex1/frozen"])
-             + ["a layer used twice in a Sequential"] * len(probes.values["ex1/shared"]))
+    kinds = (
+        ["a module"] * len(probes.values["ex1/plain"])
+        + ["a frozen layer (requires_grad False)"] * len(probes.values["ex1/frozen"])
+        + ["a layer used twice in a Sequential"] * len(probes.values["ex1/shared"])
+    )
     results = evidence.list("probes", "count_parameters on other modules")
     if len(results) != len(specs):
         raise Failed("count_parameters on other modules: results are missing")
     for value, spec, kind in zip(results, specs, kinds, strict=True):
         if not _same_count(value, _module_count(spec), "count_parameters(module)"):
-            raise Failed(f"count_parameters is wrong on {kind} (count every parameter once, "
-                         "trainable or frozen; buffers are not parameters)")
+            raise Failed(
+                f"count_parameters is wrong on {kind} (count every parameter once, "
+                "trainable or frozen; buffers are not parameters)"
+            )
 
 
 def judge_conv_fc_split(evidence, probes: ProbeSet, context) -> None:
@@ -338,7 +361,9 @@ def judge_conv_fc_split(evidence, probes: ProbeSet, context) -> None:
 def judge_layer_params(evidence, probes: ProbeSet, context) -> None:
     conv = evidence.list("conv", "conv2d_params on the probes")
     linear = evidence.list("linear", "linear_params on the probes")
-    if len(conv) != len(probes.values["ex3/conv"]) or len(linear) != len(probes.values["ex3/linear"]):
+    if len(conv) != len(probes.values["ex3/conv"]) or len(linear) != len(
+        probes.values["ex3/linear"]
+    ):
         raise Failed("conv2d_params / linear_params: results are missing")
     for (c_in, c_out, k, bias), pair in zip(probes.values["ex3/conv"], conv, strict=True):
         if not isinstance(pair, list) or len(pair) != 2:
@@ -359,18 +384,25 @@ def judge_layer_params(evidence, probes: ProbeSet, context) -> None:
 
 
 def judge_estimate_vgg(evidence, probes: ProbeSet, context) -> None:
-    if not _same_count(evidence.get("vgg16_default", "estimate_vgg_parameters(VGG16_CONFIG)"),
-                       VGG16_PARAMS, "estimate_vgg_parameters(VGG16_CONFIG)"):
+    if not _same_count(
+        evidence.get("vgg16_default", "estimate_vgg_parameters(VGG16_CONFIG)"),
+        VGG16_PARAMS,
+        "estimate_vgg_parameters(VGG16_CONFIG)",
+    ):
         raise Failed("estimate_vgg_parameters(VGG16_CONFIG) must equal VGG16's real count")
     cases = probes.values["ex4/cases"]
     results = evidence.list("cases", "estimate_vgg_parameters on other configurations")
     if len(results) != len(cases):
         raise Failed("estimate_vgg_parameters: results are missing")
     for (config, num_classes, channels), value in zip(cases, results, strict=True):
-        if not _same_count(value, vgg_params(config, num_classes, channels),
-                           "estimate_vgg_parameters"):
-            where = ("VGG16 with another num_classes" if config == list(VGG_CONFIGS["D"])
-                     else "another configuration, num_classes or in_channels")
+        if not _same_count(
+            value, vgg_params(config, num_classes, channels), "estimate_vgg_parameters"
+        ):
+            where = (
+                "VGG16 with another num_classes"
+                if config == list(VGG_CONFIGS["D"])
+                else "another configuration, num_classes or in_channels"
+            )
             raise Failed(f"estimate_vgg_parameters is wrong on {where}")
 
 
@@ -380,7 +412,8 @@ def _shapes(value, what: str) -> list[tuple[int, ...]]:
     shapes = []
     for shape in value:
         if not isinstance(shape, list) or not all(
-                isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            isinstance(d, int) and not isinstance(d, bool) for d in shape
+        ):
             raise Failed(f"{what}: every shape must be a tuple of ints")
         shapes.append(tuple(shape))
     return shapes
@@ -401,8 +434,13 @@ def judge_block_shapes(evidence, probes: ProbeSet, context) -> None:
         raise Failed("vgg16_block_shapes are not the shapes after VGG16's five max-pools")
     images = probes.arrays["ex5/vgg"]
     expected = block_output_shapes(features, torch.empty(*images.shape, device="meta"))
-    if _shapes(evidence.get("vgg", "block_output_shapes(model.features, images)"),
-               "block_output_shapes(model.features, images)") != expected:
+    if (
+        _shapes(
+            evidence.get("vgg", "block_output_shapes(model.features, images)"),
+            "block_output_shapes(model.features, images)",
+        )
+        != expected
+    ):
         raise Failed("block_output_shapes is wrong on another image size and batch size")
     from featurelab.evidence import build_module
 
@@ -412,11 +450,14 @@ def judge_block_shapes(evidence, probes: ProbeSet, context) -> None:
     for spec, value in zip(probes.values["ex5/toy"], toys, strict=True):
         with torch.random.fork_rng(devices=[]), torch.device("meta"):
             toy = build_module(spec)
-        expected = block_output_shapes(toy, torch.empty(*probes.arrays["ex5/toy"].shape,
-                                                        device="meta"))
+        expected = block_output_shapes(
+            toy, torch.empty(*probes.arrays["ex5/toy"].shape, device="meta")
+        )
         if _shapes(value, "block_output_shapes(network, images)") != expected:
-            raise Failed("block_output_shapes is wrong on another network (shape after every "
-                         "nn.MaxPool2d, whatever the layers before it)")
+            raise Failed(
+                "block_output_shapes is wrong on another network (shape after every "
+                "nn.MaxPool2d, whatever the layers before it)"
+            )
 
 
 def judge_logits(evidence, probes: ProbeSet, context) -> None:

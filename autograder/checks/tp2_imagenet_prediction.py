@@ -155,7 +155,7 @@ def _crop(rng: np.random.Generator, pixels: np.ndarray, low: int, high: int) -> 
     w = int(rng.integers(low, min(high, pixels.shape[1]) + 1))
     top = int(rng.integers(0, pixels.shape[0] - h + 1))
     left = int(rng.integers(0, pixels.shape[1] - w + 1))
-    return np.ascontiguousarray(pixels[top:top + h, left:left + w])
+    return np.ascontiguousarray(pixels[top : top + h, left : left + w])
 
 
 def _logits_without_ties(rng: np.random.Generator, size: int, scale: float, k: int) -> np.ndarray:
@@ -185,8 +185,12 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
         "ex1/visible_white": np.ones((2, 3, 4, 5), dtype=np.float32),
         "ex1/image": rng.random((3, ints(4, 40), ints(4, 40)), dtype=np.float32),
         "ex1/batch": rng.random((ints(2, 5), 3, ints(4, 30), ints(4, 30)), dtype=np.float32),
-        "ex1/photo": (_crop(rng, getattr(skimage.data, photo_name)(), 16, 80)
-                      .transpose(2, 0, 1).astype(np.float32) / 255.0),
+        "ex1/photo": (
+            _crop(rng, getattr(skimage.data, photo_name)(), 16, 80)
+            .transpose(2, 0, 1)
+            .astype(np.float32)
+            / 255.0
+        ),
         # ex4: a batch for two passes of the model (VGG16 accepts 64x64 and more)
         "ex4/images": rng.normal(size=(1, 3, ints(64, 96), ints(64, 96))).astype(np.float32),
     }
@@ -196,15 +200,19 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
         Image.fromarray(_crop(rng, skimage.data.chelsea(), 80, 300)),
         Image.fromarray(_crop(rng, skimage.data.coffee(), 80, 300)),
         Image.fromarray(_crop(rng, skimage.data.camera(), 60, 200)),  # mode L
-        Image.fromarray(rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 4), dtype=np.uint8),
-                        mode="RGBA"),
-        Image.fromarray(rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 3), dtype=np.uint8),
-                        mode="RGB"),
+        Image.fromarray(
+            rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 4), dtype=np.uint8), mode="RGBA"
+        ),
+        Image.fromarray(
+            rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 3), dtype=np.uint8), mode="RGB"
+        ),
         Image.new("L", (40, 30), color=255),
         Image.new("RGB", (50, 20), color=tuple(round(255 * m) for m in IMAGENET_MEAN)),
     ]
     order = rng.permutation(len(images))
-    files = {f"img{i}_{int(rng.integers(1 << 30))}.png": _png(images[j]) for i, j in enumerate(order)}
+    files = {
+        f"img{i}_{int(rng.integers(1 << 30))}.png": _png(images[j]) for i, j in enumerate(order)
+    }
     resize = ints(64, 200)
     # ex5: (logits, names, k) cases: the visible toy example, ImageNet-sized logits with
     # medium / small / large spreads (above 88 a naive float32 exp overflows) and k = 5 (also
@@ -225,10 +233,14 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
         {"logits": "toy", "names": "ex5/toy", "kwargs": {"k": c}},
     ]
     values = {
-        "ex2/files": list(files), "ex2/args": [[], [ints(32, 160)]],
-        "ex3/files": list(files), "ex3/photos": list(PHOTO_NAMES),
+        "ex2/files": list(files),
+        "ex2/args": [[], [ints(32, 160)]],
+        "ex3/files": list(files),
+        "ex3/photos": list(PHOTO_NAMES),
         "ex3/args": [[], [resize, ints(32, resize)], [80, 64]],
-        "ex5/cases": cases, "ex5/abcd": ["a", "b", "c", "d"], "ex5/imagenet": imagenet,
+        "ex5/cases": cases,
+        "ex5/abcd": ["a", "b", "c", "d"],
+        "ex5/imagenet": imagenet,
         "ex5/toy": [f"class_{int(i)}" for i in rng.permutation(10 * c)[:c]],
     }
     return ProbeSet(values=values, arrays=arrays, files=files)
@@ -266,6 +278,7 @@ def _memo(context, key, compute):
 
 def reference_logits(context, images: torch.Tensor) -> np.ndarray:
     """``reference_vgg16(images)`` in eval mode, memoised on the bytes of ``images``."""
+
     def compute() -> np.ndarray:
         with torch.inference_mode():
             return reference_vgg16(context)(images).numpy()
@@ -296,7 +309,7 @@ def _check_image_tensor(value, expected: torch.Tensor, what: str) -> None:
 def judge_normalize(evidence, probes: ProbeSet, context) -> None:
     outputs = evidence.get("normalized", "normalize on the probes")
     inputs = evidence.get("inputs_after", "the probes after normalize")
-    names = sorted(k[len("ex1/"):] for k in probes.arrays if k.startswith("ex1/"))
+    names = sorted(k[len("ex1/") :] for k in probes.arrays if k.startswith("ex1/"))
     if not isinstance(outputs, dict) or not isinstance(inputs, dict) or sorted(outputs) != names:
         raise Failed("normalize on the probes: results are missing")
     for name in names:
@@ -324,8 +337,11 @@ def judge_preprocess(evidence, probes: ProbeSet, context) -> None:
             raise Failed("preprocess on the probe images: results are missing")
         for args, value in zip(calls, row, strict=True):
             size = args[0] if args else 224
-            expected = _memo(context, ("preprocess", _digest(probes.files[name]), size),
-                             lambda image=image, size=size: preprocess(image, size))
+            expected = _memo(
+                context,
+                ("preprocess", _digest(probes.files[name]), size),
+                lambda image=image, size=size: preprocess(image, size),
+            )
             _check_image_tensor(value, expected, f"preprocess({_describe(image)}, size={size})")
 
 
@@ -334,10 +350,12 @@ def judge_center_crop(evidence, probes: ProbeSet, context) -> None:
     if len(photos) != len(probes.values["ex3/photos"]):
         raise Failed("preprocess_center_crop on the four photos: results are missing")
     for name, value in zip(probes.values["ex3/photos"], photos, strict=True):
-        expected = _memo(context, ("photo", name),
-                         lambda name=name: preprocess_center_crop(photo(name)))
-        _check_image_tensor(value, expected,
-                            f"preprocess_center_crop({name}): differs from weights.transforms()")
+        expected = _memo(
+            context, ("photo", name), lambda name=name: preprocess_center_crop(photo(name))
+        )
+        _check_image_tensor(
+            value, expected, f"preprocess_center_crop({name}): differs from weights.transforms()"
+        )
     files, calls = probes.values["ex3/files"], probes.values["ex3/args"]
     results = evidence.list("results", "preprocess_center_crop on the probe images")
     if len(results) != len(files):
@@ -349,16 +367,26 @@ def judge_center_crop(evidence, probes: ProbeSet, context) -> None:
         for args, value in zip(calls, row, strict=True):
             resize_size, crop_size = args or (256, 224)
             expected = _memo(
-                context, ("center_crop", _digest(probes.files[name]), resize_size, crop_size),
-                lambda image=image, r=resize_size, c=crop_size: preprocess_center_crop(image, r, c))
+                context,
+                ("center_crop", _digest(probes.files[name]), resize_size, crop_size),
+                lambda image=image, r=resize_size, c=crop_size: preprocess_center_crop(image, r, c),
+            )
             _check_image_tensor(
-                value, expected,
-                f"preprocess_center_crop({_describe(image)}, {resize_size}, {crop_size})")
+                value,
+                expected,
+                f"preprocess_center_crop({_describe(image)}, {resize_size}, {crop_size})",
+            )
 
 
 def judge_eval_experiment(evidence, probes: ProbeSet, context) -> None:
-    names = ("train_out_1", "train_out_2", "frozen_out_1", "frozen_out_2", "eval_out_1",
-             "eval_out_2")
+    names = (
+        "train_out_1",
+        "train_out_2",
+        "frozen_out_1",
+        "frozen_out_2",
+        "eval_out_1",
+        "eval_out_2",
+    )
     outputs = {name: evidence.array(name, shape=(1, 1000)) for name in names}
     grads = evidence.get("requires_grad", "the outputs' requires_grad")
     if not isinstance(grads, dict) or sorted(grads) != sorted(names):
@@ -375,8 +403,9 @@ def judge_eval_experiment(evidence, probes: ProbeSet, context) -> None:
     if grads["frozen_out_1"] is not False or grads["frozen_out_2"] is not False:
         raise Failed("requires_grad_(False) stops gradient tracking (frozen_out_* come after it)")
     if evidence.get("any_training", "the mode of the model's submodules") is not False:
-        raise Failed("every submodule must be in eval mode (model.eval(), not "
-                     "model.training = False)")
+        raise Failed(
+            "every submodule must be in eval mode (model.eval(), not model.training = False)"
+        )
     images = torch.from_numpy(probes.arrays["ex4/images"].copy())
     passes = evidence.list("probe_passes", "two passes of the model on another batch")
     if len(passes) != 2:
@@ -385,8 +414,9 @@ def judge_eval_experiment(evidence, probes: ProbeSet, context) -> None:
     expected = reference_logits(context, images)
     if not np.array_equal(first, second) or relative_error(first, expected) >= EVAL_RELATIVE_ERROR:
         raise Failed("the model must be left in eval mode: two passes must be identical")
-    x = _memo(context, ("photo", "chelsea"),
-              lambda: preprocess_center_crop(photo("chelsea"))).unsqueeze(0)  # the notebook's x
+    x = _memo(
+        context, ("photo", "chelsea"), lambda: preprocess_center_crop(photo("chelsea"))
+    ).unsqueeze(0)  # the notebook's x
     expected = reference_logits(context, x)
     if relative_error(outputs["eval_out_1"], expected) >= EVAL_RELATIVE_ERROR:
         raise Failed("eval_out_1 must be model(x) in eval mode")

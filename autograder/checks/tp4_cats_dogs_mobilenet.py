@@ -100,8 +100,10 @@ def check_probe_features(probe_features, probe_batch, model: nn.Module) -> None:
         expected = reference_backbone(model)(probe_batch)
     assert_shape(probe_features, tuple(expected.shape), "probe_features")
     if _PRISTINE["torch.is_tensor"](probe_features) and probe_features.requires_grad:
-        _fail("probe_features tracks gradients: compute it inside torch.inference_mode() "
-              "or torch.no_grad()")
+        _fail(
+            "probe_features tracks gradients: compute it inside torch.inference_mode() "
+            "or torch.no_grad()"
+        )
     if not _close_relative(probe_features, expected):
         _fail("probe_features is not the backbone's output on probe_batch")
 
@@ -182,8 +184,10 @@ def check_naive_extractor(extract_fn) -> None:
     if any(training for training, _ in calls):
         _fail("the module ran in train mode: call .eval() before extracting")
     if any(grad for _, grad in calls):
-        _fail("the forward passes ran with autograd on: use torch.inference_mode() "
-              "(or torch.no_grad())")
+        _fail(
+            "the forward passes ran with autograd on: use torch.inference_mode() "
+            "(or torch.no_grad())"
+        )
     bn, ref_bn = net[1], pristine[1]
     if not tensors_equal(bn.running_mean, ref_bn.running_mean):
         _fail("batch-norm running statistics changed: the module ran in train mode")
@@ -460,13 +464,22 @@ def _spec(seed: int, layers: list) -> dict:
 
 def _tiny_cnn_spec(seed: int) -> dict:
     """Conv, batch norm (statistics 0/1: train-mode output differs), ReLU, dropout."""
-    return _spec(seed, [["Conv2d", [3, 4, 3], {"padding": 1}], ["BatchNorm2d", [4], {}],
-                        ["ReLU", [], {}], ["Dropout", [0.5], {}]])
+    return _spec(
+        seed,
+        [
+            ["Conv2d", [3, 4, 3], {"padding": 1}],
+            ["BatchNorm2d", [4], {}],
+            ["ReLU", [], {}],
+            ["Dropout", [0.5], {}],
+        ],
+    )
 
 
 def _tiny_head_spec(seed: int) -> dict:
-    return _spec(seed, [["Flatten", [], {}], ["Linear", [6, 5], {}], ["ReLU", [], {}],
-                        ["Linear", [5, 1], {}]])
+    return _spec(
+        seed,
+        [["Flatten", [], {}], ["Linear", [6, 5], {}], ["ReLU", [], {}], ["Linear", [5, 1], {}]],
+    )
 
 
 def _toy_backbone_spec(seed: int, blocks: int = 6) -> dict:
@@ -505,7 +518,7 @@ def _reference(profile: str):
 def _backbone_features(profile: str, images: torch.Tensor) -> torch.Tensor:
     model, _ = _reference(profile)
     with torch.inference_mode():
-        return torch.cat([model.features(images[i:i + 16]) for i in range(0, len(images), 16)])
+        return torch.cat([model.features(images[i : i + 16]) for i in range(0, len(images), 16)])
 
 
 def _smoke_heldout(rng, per_class: int) -> list[tuple[object, int]]:
@@ -544,7 +557,9 @@ def _real_heldout(rng, profile: str, per_class: int) -> list[tuple[object, int]]
     images = []
     for label in (0, 1):
         candidates = [path for path, target in full.samples if target == label and path not in used]
-        for index in rng.choice(len(candidates), size=min(per_class, len(candidates)), replace=False):
+        for index in rng.choice(
+            len(candidates), size=min(per_class, len(candidates)), replace=False
+        ):
             images.append((load_rgb(candidates[int(index)]), label))
     return images
 
@@ -557,8 +572,11 @@ def heldout(seed: int, profile: str) -> tuple[np.ndarray, np.ndarray]:
             del _PROBE_CACHE[old]  # one run's seed at a time
         rng = np.random.default_rng([seed, 4])
         per_class = HELDOUT_PER_CLASS.get(profile, 24)
-        pairs = _smoke_heldout(rng, per_class) if profile == "smoke" else \
-            _real_heldout(rng, profile, per_class)
+        pairs = (
+            _smoke_heldout(rng, per_class)
+            if profile == "smoke"
+            else _real_heldout(rng, profile, per_class)
+        )
         pairs = [pairs[i] for i in rng.permutation(len(pairs))]  # the order tells nothing
         _, preprocess = _reference(profile)
         images = torch.stack([preprocess(image) for image, _ in pairs])
@@ -586,8 +604,9 @@ def make_probes(seed: int, profile: str):
         arrays[f"ex3/x{i}"] = torch.randn(3, *(shape or FEATURE_SHAPE), generator=generator)
     # Ex. 5: logits on both sides of 0, some in (0, 0.5) and (-0.5, 0) (a threshold at 0.5 or
     # on the sign of something else fails), never exactly 0.
-    logits = np.concatenate([rng.uniform(-6, 6, 6), rng.uniform(1e-3, 0.45, 3),
-                             -rng.uniform(1e-3, 0.45, 3)])
+    logits = np.concatenate(
+        [rng.uniform(-6, 6, 6), rng.uniform(1e-3, 0.45, 3), -rng.uniform(1e-3, 0.45, 3)]
+    )
     arrays["ex5/logits"] = torch.from_numpy(rng.permutation(logits).astype(np.float32))
     arrays["ex6/logits"] = torch.randn(6, 1, generator=generator) * 2
     arrays["ex6/targets"] = torch.from_numpy(rng.integers(0, 2, size=(6, 1)).astype(np.float32))
@@ -607,8 +626,11 @@ def make_probes(seed: int, profile: str):
         # (n_trainable_blocks, backbone_lr, head_lr, backbone trainable beforehand)
         "ex7/cases": [[n1, lrs[0], lrs[1], True], [n2, lrs[2], lrs[3], False]],
     }
-    return ProbeSet(values=values, arrays={k: v.numpy() for k, v in arrays.items()},
-                    private={"heldout_labels": labels})
+    return ProbeSet(
+        values=values,
+        arrays={k: v.numpy() for k, v in arrays.items()},
+        private={"heldout_labels": labels},
+    )
 
 
 def _model(context):
@@ -622,8 +644,9 @@ def _dataset(context, split: str):
         from featurelab.data import load_petimages
 
         _, preprocess = _reference(context.profile)
-        context.cache[key] = load_petimages(split, transform=preprocess, profile=context.profile,
-                                            progress=False)
+        context.cache[key] = load_petimages(
+            split, transform=preprocess, profile=context.profile, progress=False
+        )
     return context.cache[key]
 
 
@@ -670,24 +693,29 @@ def judge_ex1_backbone(evidence, probes, context) -> None:
     if _count(evidence, "n_own", "the backbone's parameters") == 0:
         raise Failed("backbone has no parameters")
     if not _flag(evidence, "shares", "the backbone's parameters are model's"):
-        raise Failed("backbone must be a part of `model` sharing its weights, not a new or "
-                     "copied network")
+        raise Failed(
+            "backbone must be a part of `model` sharing its weights, not a new or copied network"
+        )
     n_backbone = _count(evidence, "n_params_backbone", "n_params_backbone")
     n_total = _count(evidence, "n_params_total", "n_params_total")
     if not 0 < n_backbone < n_total:
         raise Failed("the backbone is a part of the model: 0 < n_params_backbone < n_params_total")
     model = _model(context)
     images = _probe(probes, "ex1/images")
-    output = evidence.array("output", "backbone(probe images)",
-                            shape=(images.shape[0], *FEATURE_SHAPE))
+    output = evidence.array(
+        "output", "backbone(probe images)", shape=(images.shape[0], *FEATURE_SHAPE)
+    )
     if not _same(output, _backbone_features(context.profile, images)):
-        raise Failed("backbone output differs from the reference backbone (model.features) on "
-                     "a probe batch")
+        raise Failed(
+            "backbone output differs from the reference backbone (model.features) on a probe batch"
+        )
     probe_batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     features = evidence.array("probe_features", "probe_features", shape=(2, *FEATURE_SHAPE))
     if _flag(evidence, "probe_requires_grad", "probe_features.requires_grad"):
-        raise Failed("probe_features tracks gradients: compute it inside torch.inference_mode() "
-                     "or torch.no_grad()")
+        raise Failed(
+            "probe_features tracks gradients: compute it inside torch.inference_mode() "
+            "or torch.no_grad()"
+        )
     if not _same(features, _backbone_features(context.profile, probe_batch)):
         raise Failed("probe_features is not the backbone's output on probe_batch")
     if n_total != TOTAL_PARAMS or n_total != sum(p.numel() for p in model.parameters()):
@@ -715,11 +743,15 @@ def _check_extraction(result, expected: torch.Tensor, labels: np.ndarray, what: 
     if result.get("dtype") != "torch.float32" or result.get("device") != "cpu":
         raise Failed("features must be float32 on the CPU")
     if result.get("requires_grad") is not False:
-        raise Failed("features must not track gradients (use torch.inference_mode() or "
-                     "torch.no_grad())")
+        raise Failed(
+            "features must not track gradients (use torch.inference_mode() or torch.no_grad())"
+        )
     got_labels = as_array(result.get("labels"), "labels")
-    if result.get("labels_dtype") != "torch.int64" or got_labels.shape != labels.shape \
-            or not np.array_equal(got_labels, labels):
+    if (
+        result.get("labels_dtype") != "torch.int64"
+        or got_labels.shape != labels.shape
+        or not np.array_equal(got_labels, labels)
+    ):
         raise Failed("labels must be the loader's labels, int64, in loader order")
     if not _same(features, expected, 1e-5):
         raise Failed("features differ from the eval-mode reference")
@@ -729,8 +761,10 @@ def judge_ex2_extract_naive(evidence, probes, context) -> None:
 
     # the visible asserts: 4 training images through the notebook's backbone
     small = evidence.array("small_features", "small_features", shape=(4, *FEATURE_SHAPE))
-    if evidence.get("small_dtype", "small_features.dtype") != "torch.float32" or \
-            evidence.get("small_device", "small_features.device") != "cpu":
+    if (
+        evidence.get("small_dtype", "small_features.dtype") != "torch.float32"
+        or evidence.get("small_device", "small_features.device") != "cpu"
+    ):
         raise Failed("features must be float32 on the CPU")
     if _flag(evidence, "small_requires_grad", "small_features.requires_grad"):
         raise Failed("features must not track gradients")
@@ -746,8 +780,12 @@ def judge_ex2_extract_naive(evidence, probes, context) -> None:
     spec = probes.values["ex2/net"]
     images, labels = _probe(probes, "ex2/images"), probes.arrays["ex2/labels"]
     expected = _reference_extraction(spec, images)
-    _check_extraction(evidence.get("first", "extract_features_naive(probe network)"), expected,
-                      labels, "extract_features_naive")
+    _check_extraction(
+        evidence.get("first", "extract_features_naive(probe network)"),
+        expected,
+        labels,
+        "extract_features_naive",
+    )
     calls = evidence.list("calls", "the probe network's forward passes")
     if not calls:
         raise Failed("the module was never called")
@@ -756,19 +794,22 @@ def judge_ex2_extract_naive(evidence, probes, context) -> None:
     if any(training for training, _ in calls):
         raise Failed("the module ran in train mode: call .eval() before extracting")
     if any(grad for _, grad in calls):
-        raise Failed("the forward passes ran with autograd on: use torch.inference_mode() "
-                     "(or torch.no_grad())")
+        raise Failed(
+            "the forward passes ran with autograd on: use torch.inference_mode() "
+            "(or torch.no_grad())"
+        )
     running_mean = evidence.array("running_mean", "batch-norm running mean")
     if not np.array_equal(running_mean, _build(spec)[1].running_mean.numpy()):
         raise Failed("batch-norm running statistics changed: the module ran in train mode")
     second = evidence.get("second", "a second extraction")
     _check_extraction(second, expected, labels, "extract_features_naive")
-    if not np.array_equal(np.asarray(second["features"]), np.asarray(evidence.get("first")["features"])):
+    if not np.array_equal(
+        np.asarray(second["features"]), np.asarray(evidence.get("first")["features"])
+    ):
         raise Failed("two extractions of the same data differ: eval mode is not in effect")
 
 
 def judge_ex3_make_head(evidence, probes, context) -> None:
-
 
     results = evidence.list("heads", "make_head on the probe shapes")
     shapes = probes.values["ex3/shapes"]
@@ -791,8 +832,10 @@ def judge_ex3_make_head(evidence, probes, context) -> None:
         if info.get("flatten") != [1, -1]:
             raise Failed(f"{what}: nn.Flatten must keep the batch dimension (start_dim=1)")
         if info.get("fc1") != [flat, 256, True]:
-            raise Failed(f"{what}: the first layer must be a Linear layer from the flattened "
-                         "features to 256 units, with a bias")
+            raise Failed(
+                f"{what}: the first layer must be a Linear layer from the flattened "
+                "features to 256 units, with a bias"
+            )
         if not isinstance(info.get("p"), float) or abs(info["p"] - 0.5) > 1e-12:
             raise Failed(f"{what}: dropout probability must be 0.5")
         if info.get("fc2") != [256, 1, True]:
@@ -804,11 +847,13 @@ def judge_ex3_make_head(evidence, probes, context) -> None:
         output = as_array(info.get("output"), f"{what} output", shape=(x.shape[0], 1))
         state = info.get("state")
         if isinstance(state, dict):  # small heads: rebuild from the weights, same output?
-            head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(), nn.Dropout(0.5),
-                                 nn.Linear(256, 1)).eval()
+            head = nn.Sequential(
+                nn.Flatten(), nn.Linear(flat, 256), nn.ReLU(), nn.Dropout(0.5), nn.Linear(256, 1)
+            ).eval()
             try:
-                head.load_state_dict({k: torch.from_numpy(as_array(v, k).copy())
-                                      for k, v in state.items()})
+                head.load_state_dict(
+                    {k: torch.from_numpy(as_array(v, k).copy()) for k, v in state.items()}
+                )
             except (RuntimeError, KeyError, TypeError):
                 raise Failed(f"{what}: unexpected parameters") from None
             with torch.inference_mode():
@@ -826,23 +871,31 @@ def judge_ex4_train_one_epoch(evidence, probes, context) -> None:
         raise Failed("the loss should fall on the easy problem of the visible test")
     student = _build(probes.values["ex4/net"]).eval()
     reference = copy.deepcopy(student)
-    optimizer = torch.optim.SGD(reference.parameters(), lr=probes.values["ex4/lr"],
-                                momentum=probes.values["ex4/momentum"])
-    loader = DataLoader(TensorDataset(_probe(probes, "ex4/features"), _probe(probes, "ex4/labels")),
-                        batch_size=4, shuffle=False)
+    optimizer = torch.optim.SGD(
+        reference.parameters(), lr=probes.values["ex4/lr"], momentum=probes.values["ex4/momentum"]
+    )
+    loader = DataLoader(
+        TensorDataset(_probe(probes, "ex4/features"), _probe(probes, "ex4/labels")),
+        batch_size=4,
+        shuffle=False,
+    )
     losses = evidence.list("losses", "train_one_epoch on the probe")
     if len(losses) != 2:
         raise Failed("train_one_epoch: results missing")
     for loss in losses:
         value = check_value(loss, "train_one_epoch(...)")
-        expected = reference_train_one_epoch(reference, loader, nn.BCEWithLogitsLoss(), optimizer,
-                                             torch.device("cpu"))
+        expected = reference_train_one_epoch(
+            reference, loader, nn.BCEWithLogitsLoss(), optimizer, torch.device("cpu")
+        )
         if isinstance(value, bool) or not isinstance(value, float):
-            raise Failed("train_one_epoch must return the mean loss as a Python float "
-                         "(loss.item())")
+            raise Failed(
+                "train_one_epoch must return the mean loss as a Python float (loss.item())"
+            )
         if not math.isclose(value, expected, rel_tol=1e-5, abs_tol=1e-6):
-            raise Failed("the returned loss is not the mean loss over the samples of the epoch "
-                         "(mind the smaller last batch)")
+            raise Failed(
+                "the returned loss is not the mean loss over the samples of the epoch "
+                "(mind the smaller last batch)"
+            )
     calls = evidence.list("calls", "the probe model's forward passes")
     if not calls or not all(c == [True, True] for c in calls):
         raise Failed("the model must run in train mode with autograd on (call model.train())")
@@ -851,19 +904,26 @@ def judge_ex4_train_one_epoch(evidence, probes, context) -> None:
         raise Failed("the probe model's parameters are missing")
     for name, p_r in reference.state_dict().items():
         p_s = as_array(state.get(name), name)
-        if not (p_s.shape == tuple(p_r.shape) and np.allclose(p_s, p_r.numpy(), rtol=1e-5,
-                                                              atol=1e-6)):
-            raise Failed(f"after training, parameter {name} differs from the reference (check "
-                         "zero_grad, backward, step and the targets' dtype/shape)")
+        if not (
+            p_s.shape == tuple(p_r.shape) and np.allclose(p_s, p_r.numpy(), rtol=1e-5, atol=1e-6)
+        ):
+            raise Failed(
+                f"after training, parameter {name} differs from the reference (check "
+                "zero_grad, backward, step and the targets' dtype/shape)"
+            )
 
 
 def judge_ex5_predict_labels(evidence, probes, context) -> None:
 
-    if as_array(evidence.get("visible", "predict_labels([[-2.0], [1.5], [3.0]])"),
-                "predict_labels([[-2.0], [1.5], [3.0]])").tolist() != [0, 1, 1]:
+    if as_array(
+        evidence.get("visible", "predict_labels([[-2.0], [1.5], [3.0]])"),
+        "predict_labels([[-2.0], [1.5], [3.0]])",
+    ).tolist() != [0, 1, 1]:
         raise Failed("predict_labels([[-2.0], [1.5], [3.0]]) must be [0, 1, 1]")
-    if as_array(evidence.get("visible_shape", "predict_labels(torch.zeros(5, 1) - 1)"),
-                "predict_labels(torch.zeros(5, 1) - 1)").shape != (5,):
+    if as_array(
+        evidence.get("visible_shape", "predict_labels(torch.zeros(5, 1) - 1)"),
+        "predict_labels(torch.zeros(5, 1) - 1)",
+    ).shape != (5,):
         raise Failed("return one label per image")
     logits = probes.arrays["ex5/logits"]
     expected = (logits > 0).astype(np.int64)
@@ -915,8 +975,10 @@ def judge_head_accuracy(evidence, probes, context) -> None:
     pooled = shape == [n, FEATURE_SHAPE[0]]
     feature_shape = (FEATURE_SHAPE[0],) if pooled else FEATURE_SHAPE
     if shape != [n, *feature_shape]:
-        raise Failed(f"test_features: expected shape {(n, *FEATURE_SHAPE)} (or {(n, FEATURE_SHAPE[0])} "
-                     f"pooled), got {tuple(shape)}")
+        raise Failed(
+            f"test_features: expected shape {(n, *FEATURE_SHAPE)} (or {(n, FEATURE_SHAPE[0])} "
+            f"pooled), got {tuple(shape)}"
+        )
     labels = evidence.array("test_labels", "test_labels")
     if labels.shape != (n,) or labels.tolist() != list(test_set.targets):
         raise Failed("test_labels do not match the dataset's targets (order or values)")
@@ -930,17 +992,22 @@ def judge_head_accuracy(evidence, probes, context) -> None:
     if not error < 5e-2:
         raise Failed("test features differ from an eval-mode extraction of the test images")
     truth = probes.private["heldout_labels"]
-    logits = as_array(evidence.get("heldout_logits", "head(held-back features)"),
-                      "head(held-back features)")
+    logits = as_array(
+        evidence.get("heldout_logits", "head(held-back features)"), "head(held-back features)"
+    )
     if logits.shape not in ((len(truth), 1), (len(truth),)) or not np.all(np.isfinite(logits)):
-        raise Failed(f"the head must map {(len(truth), *feature_shape)} features to (N, 1) logits, "
-                     f"got {logits.shape} for N = {len(truth)}")
+        raise Failed(
+            f"the head must map {(len(truth), *feature_shape)} features to (N, 1) logits, "
+            f"got {logits.shape} for N = {len(truth)}"
+        )
     heldout_accuracy = float(np.mean((logits.reshape(-1) > 0).astype(np.int64) == truth))
     context.metric("accuracy", heldout_accuracy)
     minimum = context.threshold("accuracy")
     if heldout_accuracy < minimum:
-        raise Failed(f"the trained head classifies {heldout_accuracy:.1%} of held-back test "
-                     f"images correctly; at least {minimum:.1%} is required")
+        raise Failed(
+            f"the trained head classifies {heldout_accuracy:.1%} of held-back test "
+            f"images correctly; at least {minimum:.1%} is required"
+        )
 
 
 def judge_ex7_finetune_optimizer(evidence, probes, context) -> None:
@@ -953,8 +1020,10 @@ def judge_ex7_finetune_optimizer(evidence, probes, context) -> None:
     if evidence.get("visible_lrs", "the learning rates of optimizer_try") != [1e-5, 1e-4]:
         raise Failed("one parameter group per learning rate: [1e-5, 1e-4]")
     if _count(evidence, "visible_trainable", "trainable backbone parameters") != expected_trainable:
-        raise Failed("with n_trainable_blocks=3, exactly the last 3 children of the backbone "
-                     "must be trainable")
+        raise Failed(
+            "with n_trainable_blocks=3, exactly the last 3 children of the backbone "
+            "must be trainable"
+        )
     results = evidence.list("cases", "make_finetune_optimizer on the probes")
     cases = probes.values["ex7/cases"]
     if len(results) != len(cases):
@@ -980,13 +1049,15 @@ def judge_ex7_finetune_optimizer(evidence, probes, context) -> None:
         if any(lrs for lrs in frozen_lrs):
             raise Failed("frozen parameters must not be given to the optimizer")
         if any(lrs != [backbone_lr] for lrs in unfrozen_lrs):
-            raise Failed("unfrozen backbone parameters must be in the optimizer once, at "
-                         "backbone_lr")
+            raise Failed(
+                "unfrozen backbone parameters must be in the optimizer once, at backbone_lr"
+            )
         if any(lrs != [head_lr] for lrs in head_lrs):
             raise Failed("head parameters must be in the optimizer once, at head_lr")
         if info.get("n_in_optimizer") != len(unfrozen_lrs) + len(head_lrs):
-            raise Failed("the optimizer holds parameters that are neither the head nor the last "
-                         "blocks")
+            raise Failed(
+                "the optimizer holds parameters that are neither the head nor the last blocks"
+            )
 
 
 JUDGES = {

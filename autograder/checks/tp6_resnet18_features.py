@@ -173,8 +173,17 @@ JUDGE_RTOL = 1e-4
 # for the extra node of Exercises 2 and 3. No block's bn1/bn2: their output is modified in place
 # later in the block (``relu(inplace=True)``, ``out += identity``), so a correct hook that keeps
 # the output without cloning it (as Exercise 2 asks) would not see the node's output.
-_EXTRA_NODES = ("maxpool", "layer1.0.conv1", "layer1.1", "layer2.0.conv2", "layer2.1.conv2",
-                "layer3.0.downsample.0", "layer3.1.conv1", "layer4.0", "layer4.1.conv1")
+_EXTRA_NODES = (
+    "maxpool",
+    "layer1.0.conv1",
+    "layer1.1",
+    "layer2.0.conv2",
+    "layer2.1.conv2",
+    "layer3.0.downsample.0",
+    "layer3.1.conv1",
+    "layer4.0",
+    "layer4.1.conv1",
+)
 _BN_NAMES: list[tuple[str, int]] = []
 # Cut points of Exercise 1 before layer4 (``ex1/cases``: one of these on "model", then layer2 or
 # layer3 on "other").
@@ -188,8 +197,11 @@ def _bn_layers() -> list[tuple[str, int]]:
 
         with torch.device("meta"):
             net = torchvision.models.resnet18(weights=None)
-        _BN_NAMES.extend((name, m.num_features) for name, m in net.named_modules()
-                         if isinstance(m, nn.BatchNorm2d))
+        _BN_NAMES.extend(
+            (name, m.num_features)
+            for name, m in net.named_modules()
+            if isinstance(m, nn.BatchNorm2d)
+        )
     return _BN_NAMES
 
 
@@ -233,10 +245,20 @@ def make_probes(seed: int, profile: str):
     values = {
         "ex1/cases": [["model", str(early)], ["other", str(middle)]],
         "ex1/unknown": str(rng.choice(["layer5", "layer3.1", "head", "layer4.0.conv1"])),
-        "ex2/cases": [["model", "layer4"], ["model", "layer3"], ["model", "layer1"],
-                      ["model", _EXTRA_NODES[extra2]], ["other", "layer4"]],
-        "ex3/cases": [["model", "layer4"], ["model", "layer2"], ["model", "layer3.1.conv2"],
-                      ["model", _EXTRA_NODES[extra3]], ["other", "layer4"]],
+        "ex2/cases": [
+            ["model", "layer4"],
+            ["model", "layer3"],
+            ["model", "layer1"],
+            ["model", _EXTRA_NODES[extra2]],
+            ["other", "layer4"],
+        ],
+        "ex3/cases": [
+            ["model", "layer4"],
+            ["model", "layer2"],
+            ["model", "layer3.1.conv2"],
+            ["model", _EXTRA_NODES[extra3]],
+            ["other", "layer4"],
+        ],
         "ex4/pairs": len(pairs),
         "ex5/k": [k for _, k in maps],
     }
@@ -279,8 +301,11 @@ def _networks(probes, context) -> dict[str, nn.Module]:
         for old in [k for k in context.cache if k[:2] == key[:2]]:
             del context.cache[old]  # one run's seed at a time
         other = copy.deepcopy(model).eval()
-        state = {name[len("bn/"):]: torch.from_numpy(array.copy())
-                 for name, array in probes.arrays.items() if name.startswith("bn/")}
+        state = {
+            name[len("bn/") :]: torch.from_numpy(array.copy())
+            for name, array in probes.arrays.items()
+            if name.startswith("bn/")
+        }
         other.load_state_dict(state, strict=False)
         context.cache[key] = other
     return {"model": model, "other": context.cache[key]}
@@ -311,8 +336,9 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
     if not _flag(evidence, "is_sequential", "isinstance(trunk, nn.Sequential)"):
         raise Failed("build_trunk must return an nn.Sequential")
     if not _flag(evidence, "layer4_shared", "trunk.layer4 is model.layer4"):
-        raise Failed("keep the children's names, and share them (no copy): trunk.layer4 must "
-                     "be model.layer4")
+        raise Failed(
+            "keep the children's names, and share them (no copy): trunk.layer4 must be model.layer4"
+        )
     if _flag(evidence, "has_linear", "a Linear layer in the trunk"):
         raise Failed("the trunk has no fc: leave out avgpool and fc")
     if evidence.int("trunk_count", "the trunk's number of parameters") != RESNET18_TRUNK_PARAMS:
@@ -326,18 +352,27 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
     if not _same_features(feat, layer4_features(model, _image_batch(context, context.profile))):
         raise Failed("feat_hard is not layer4's output on image_batch")
     networks = _networks(probes, context)
-    for key, network, probe in (("probe_224", "model", "ex1/x224"),
-                                ("probe_160", "model", "ex1/x160"),
-                                ("probe_other", "other", "probe/x")):
+    for key, network, probe in (
+        ("probe_224", "model", "ex1/x224"),
+        ("probe_160", "model", "ex1/x160"),
+        ("probe_other", "other", "probe/x"),
+    ):
         x = _probe(probes, probe)
         result = evidence.array(key, f"build_trunk(network)(batch {tuple(x.shape)})")
         if not _same_features(result, layer4_features(networks[network], x)):
-            where = "on a network whose batch norms are far from the identity" \
-                if network == "other" else f"on a batch of shape {tuple(x.shape)}"
-            raise Failed(f"build_trunk(network) differs from layer4's output {where} (check the "
-                         "order of the children and that nothing is left out)")
-    shape3 = as_array(evidence.get("layer3_shape", 'build_trunk(model, output_layer="layer3")'),
-                      'build_trunk(model, output_layer="layer3")(image_batch).shape')
+            where = (
+                "on a network whose batch norms are far from the identity"
+                if network == "other"
+                else f"on a batch of shape {tuple(x.shape)}"
+            )
+            raise Failed(
+                f"build_trunk(network) differs from layer4's output {where} (check the "
+                "order of the children and that nothing is left out)"
+            )
+    shape3 = as_array(
+        evidence.get("layer3_shape", 'build_trunk(model, output_layer="layer3")'),
+        'build_trunk(model, output_layer="layer3")(image_batch).shape',
+    )
     if shape3.tolist() != [1, 256, 14, 14]:
         raise Failed('build_trunk(model, output_layer="layer3") must output (1, 256, 14, 14)')
     results = evidence.list("cuts", "build_trunk(network, output_layer=...) on the probes")
@@ -352,16 +387,21 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
             raise Failed(f"{what} could not be checked")
         expected_names = list(STAGES[: STAGES.index(layer) + 1])
         if info.get("names") != expected_names:
-            raise Failed(f"{what} must keep the children from conv1 up to and including {layer}, "
-                         "with their names")
+            raise Failed(
+                f"{what} must keep the children from conv1 up to and including {layer}, "
+                "with their names"
+            )
         if info.get("shares") is not True:
             raise Failed(f"{what} must reuse the network's parameters, not copies")
         if info.get("training") is not False:
             raise Failed(f"{what}: return the trunk in eval mode")
         actual = as_array(info.get("output"), what + "(probe)")
         if not _same_features(actual, features_until(networks[network], layer, x)):
-            where = " on a network whose batch norms are far from the identity" \
-                if network == "other" else ""
+            where = (
+                " on a network whose batch norms are far from the identity"
+                if network == "other"
+                else ""
+            )
             raise Failed(f"{what} differs from the output of {layer}{where}")
     if evidence.get("unknown", "build_trunk with an unknown output_layer") != "ValueError":
         raise Failed("an output_layer that is not a child of the model must raise ValueError")
@@ -373,8 +413,9 @@ def judge_ex2_hook(evidence, probes, context) -> None:
     feat = evidence.array("feat_hook", "feat_hook", shape=(1, 512, 7, 7))
     if not _same_features(feat, layer4_features(model, image_batch)):
         raise Failed("feat_hook is not layer4's output on image_batch")
-    layer2 = evidence.array("layer2", "features_with_hook(model, model.layer2, image_batch)",
-                            shape=(1, 128, 28, 28))
+    layer2 = evidence.array(
+        "layer2", "features_with_hook(model, model.layer2, image_batch)", shape=(1, 128, 28, 28)
+    )
     if not _same_features(layer2, features_until(model, "layer2", image_batch)):
         raise Failed("features_with_hook(model, model.layer2, image_batch) is not layer2's output")
     if evidence.int("visible_hooks", "hooks left on layer2 and layer4") != 0:
@@ -389,9 +430,14 @@ def judge_ex2_hook(evidence, probes, context) -> None:
         what = f"features_with_hook(network, network.{node}, probe)"
         actual = as_array(result, what)
         if not _same_features(actual, node_output(networks[network], node, x)):
-            raise Failed(f"{what} is not the output of {node}"
-                         + (" (on a network whose batch norms are far from the identity)"
-                            if network == "other" else ""))
+            raise Failed(
+                f"{what} is not the output of {node}"
+                + (
+                    " (on a network whose batch norms are far from the identity)"
+                    if network == "other"
+                    else ""
+                )
+            )
     if evidence.int("hooks_left", "hooks left after the calls") != 0:
         raise Failed("hooks left on the model: remove the hook after the forward pass")
     if evidence.int("hooks_after_failure", "hooks left after a failing call") != 0:
@@ -420,14 +466,21 @@ def judge_ex3_fx(evidence, probes, context) -> None:
             raise Failed("return a dict with the single key 'feat'")
         actual = as_array(result.get("feat"), what + '["feat"]')
         if not _same_features(actual, node_output(networks[network], node, x)):
-            raise Failed(f'{what}["feat"] is not the output of node {node!r}'
-                         + (" (on a network whose batch norms are far from the identity)"
-                            if network == "other" else ""))
+            raise Failed(
+                f'{what}["feat"] is not the output of node {node!r}'
+                + (
+                    " (on a network whose batch norms are far from the identity)"
+                    if network == "other"
+                    else ""
+                )
+            )
 
 
 def judge_ex4_compare(evidence, probes, context) -> None:
-    for key, expected, what in (("ones", 1.0, "max_abs_difference(torch.zeros(2, 3), torch.ones(2, 3))"),
-                                ("zeros", 0.0, "max_abs_difference(torch.zeros(2), torch.zeros(2))")):
+    for key, expected, what in (
+        ("ones", 1.0, "max_abs_difference(torch.zeros(2, 3), torch.ones(2, 3))"),
+        ("zeros", 0.0, "max_abs_difference(torch.zeros(2), torch.zeros(2))"),
+    ):
         value = evidence.get(key, what)
         if not isinstance(value, float):
             raise Failed(f"{what} must be a Python float (use .item())")
@@ -446,11 +499,16 @@ def judge_ex4_compare(evidence, probes, context) -> None:
             raise Failed(f"{what} must return a Python float")
         if not math.isfinite(value) or abs(value - max_abs_difference(a, b)) > 1e-6:
             raise Failed(f"{what} is not max |a - b| (mind negative differences)")
-    feats = {name: evidence.array(name, name, shape=(1, 512, 7, 7))
-             for name in ("feat_hard", "feat_hook", "feat_fx")}
+    feats = {
+        name: evidence.array(name, name, shape=(1, 512, 7, 7))
+        for name in ("feat_hard", "feat_hook", "feat_fx")
+    }
     differences = evidence.get("differences", "differences")
-    pairs = {"hard vs hook": ("feat_hard", "feat_hook"), "hard vs fx": ("feat_hard", "feat_fx"),
-             "hook vs fx": ("feat_hook", "feat_fx")}
+    pairs = {
+        "hard vs hook": ("feat_hard", "feat_hook"),
+        "hard vs fx": ("feat_hard", "feat_fx"),
+        "hook vs fx": ("feat_hook", "feat_fx"),
+    }
     if not isinstance(differences, dict) or set(differences) != set(pairs):
         raise Failed('differences must have the keys "hard vs hook", "hard vs fx", "hook vs fx"')
     for pair, (x, y) in pairs.items():
@@ -465,8 +523,10 @@ def judge_ex4_compare(evidence, probes, context) -> None:
 
 
 def judge_ex5_most_active(evidence, probes, context) -> None:
-    toy = as_array(evidence.get("toy", "most_active_channels(toy_maps, k=2)"),
-                   "most_active_channels(toy_maps, k=2)")
+    toy = as_array(
+        evidence.get("toy", "most_active_channels(toy_maps, k=2)"),
+        "most_active_channels(toy_maps, k=2)",
+    )
     if toy.shape != (2,) or toy.tolist() != [1, 3]:
         raise Failed("most_active_channels(toy_maps, k=2) must be [1, 3]")
     top = evidence.array("top_channels", "top_channels")

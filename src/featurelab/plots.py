@@ -187,9 +187,7 @@ def _feature_mosaic(maps: torch.Tensor, ncols: int, cmap: str, cell_size: float)
     return fig
 
 
-def plot_history(
-    history: Mapping[str, Sequence[float]], show: bool = True
-) -> Figure | None:
+def plot_history(history: Mapping[str, Sequence[float]], show: bool = True) -> Figure | None:
     """Loss and accuracy curves per epoch from a history dict.
 
     Keys ``loss``/``val_loss`` go to the left panel, ``acc``/``val_acc`` to the right one
@@ -280,7 +278,9 @@ def plot_embedding_2d(
     for label in np.unique(y):
         mask = y == label
         name = class_names[label] if class_names is not None else str(label)
-        ax.scatter(points[mask, 0], points[mask, 1], s=12, color=cmap(int(label) % cmap.N), label=name)
+        ax.scatter(
+            points[mask, 0], points[mask, 1], s=12, color=cmap(int(label) % cmap.N), label=name
+        )
     ax.legend(fontsize=7, markerscale=1.5, loc="best", ncol=2 if len(np.unique(y)) > 8 else 1)
     ax.set_title(title or f"{method.upper()} of features {tuple(x.shape)}")
     return _finish(fig, show)

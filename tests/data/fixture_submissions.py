@@ -94,7 +94,8 @@ memory_hog = _solved_then("hog = []\nfor _ in range(80):\n    hog.append(bytearr
 def deleted_test(source, release, target, **_):
     solved = students.solved_release(source, release)
     solved.cells = [
-        cell for cell in solved.cells
+        cell
+        for cell in solved.cells
         if cell.metadata.get("nbgrader", {}).get("grade_id") != target.tests[0]
     ]
     return _dumps(solved)
@@ -129,8 +130,11 @@ def stripped_unrecoverable(source, release, target, **_):
 def duplicated_cell(source, release, target, **_):
     """A copy of the answer cell, with a wrong body, inserted before it: the last copy counts."""
     solved = students.solved_release(source, release)
-    index = next(i for i, c in enumerate(solved.cells)
-                 if c.metadata.get("nbgrader", {}).get("grade_id") == target.answer)
+    index = next(
+        i
+        for i, c in enumerate(solved.cells)
+        if c.metadata.get("nbgrader", {}).get("grade_id") == target.answer
+    )
     wrong_copy = copy.deepcopy(students.answer_cell(_wrong(solved, target), target.answer))
     wrong_copy["id"] = "duplicated-copy"
     solved.cells.insert(index, wrong_copy)
@@ -167,8 +171,11 @@ def monkeypatch(source, release, target, **_):
     """A wrong answer plus comparison helpers redefined in the *first* answer cell, before any
     hidden test could import ``autograder.checks``: the hidden tests must not be fooled."""
     wrong = _wrong(students.solved_release(source, release), target)
-    first = next(cell for cell in wrong.cells if cell.cell_type == "code"
-                 and cell.metadata.get("nbgrader", {}).get("solution"))
+    first = next(
+        cell
+        for cell in wrong.cells
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("solution")
+    )
     return _dumps(_prepend(wrong, first.metadata["nbgrader"]["grade_id"], MONKEYPATCH))
 
 
@@ -190,11 +197,16 @@ def left_over_parameters(source, release, device: str):
     of a Colab GPU or a Mac, a data folder and a batch size of its own. The grader decides these;
     the submission keeps full marks."""
     solved = students.solved_release(source, release)
-    cell = next(c for c in solved.cells if c.cell_type == "code"
-                and "parameters" in c.metadata.get("tags", []))
-    edits = {"DEVICE = None": f"DEVICE = {device!r}",
-             "DATA_ROOT = None": 'DATA_ROOT = "/content/drive/MyDrive/featurelab-data"',
-             "BATCH_SIZE = 32": "BATCH_SIZE = 256"}
+    cell = next(
+        c
+        for c in solved.cells
+        if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])
+    )
+    edits = {
+        "DEVICE = None": f"DEVICE = {device!r}",
+        "DATA_ROOT = None": 'DATA_ROOT = "/content/drive/MyDrive/featurelab-data"',
+        "BATCH_SIZE = 32": "BATCH_SIZE = 256",
+    }
     for old, new in edits.items():
         if old not in cell.source:
             raise ValueError(f"{old!r} is not in the parameters cell")
@@ -236,8 +248,13 @@ def source_of(course_root: Path, assignment: str):
     return nbformat.read(str(course_root / "solutions" / assignment / f"{assignment}.ipynb"), 4)
 
 
-def write_fixtures(folder: Path, course_root: Path, releases_root: Path, target: Target,
-                   names: list[str] | None = None) -> dict[str, Path]:
+def write_fixtures(
+    folder: Path,
+    course_root: Path,
+    releases_root: Path,
+    target: Target,
+    names: list[str] | None = None,
+) -> dict[str, Path]:
     """Write ``<name>_<assignment>.ipynb`` for each fixture into ``folder`` (a flat LMS export).
 
     ``releases_root``: a folder holding ``notebooks/<id>/<id>.ipynb`` releases (the course root

@@ -38,9 +38,9 @@ def shared_work_dir() -> Path:
 
 
 def toy_template():
-    from autograder import grading
+    from autograder import batch
 
-    return grading.build_template(TOY_COURSE, ["toy", "toy2"], shared_work_dir())
+    return batch.build_template(TOY_COURSE, ["toy", "toy2"], shared_work_dir())
 
 
 def copy_toy_course(target: Path) -> Path:

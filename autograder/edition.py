@@ -391,8 +391,12 @@ Click a notebook's badge. Its first cell installs the course package, on Colab o
     {identity.pip_requirement}
 
 Choose a GPU runtime (Runtime > Change runtime type) for the TPs that extract features from a
-dataset, and get the notebook's data from a cell: `!{DATA_COMMAND} NAME` (the name is in the
-table).
+dataset. On Colab the parameters cell's `DOWNLOAD = None` means yes: a missing dataset or
+pretrained weight file is downloaded when the notebook first needs it (free space checked,
+progress bar, checksum). A runtime reset wipes the runtime's disk: set
+`DATA_ROOT = "/content/drive/MyDrive/featurelab"` in the parameters cell to keep the data, the
+weights and the feature cache on your Google Drive (the notebook mounts it and asks for your
+permission once).
 
 ## On your own machine
 
@@ -415,9 +419,10 @@ then `.venv/bin/jupyter lab notebooks/`. With conda instead:
 downloads a dataset, checks its checksum and extracts it, into `$FEATURELAB_DATA` (default:
 `data/` in this folder; `~/.cache/featurelab/data` when the package is installed elsewhere).
 It skips what is already there and verified. TPs without a dataset in the table need none.
-The pretrained ImageNet weights are downloaded by torchvision the first time a notebook needs
-them, into the torch hub cache (`$TORCH_HOME`); `python -m featurelab.backbones get all`
-fetches them ahead of time (before working offline).
+The pretrained ImageNet weights go to the torch hub cache (`$TORCH_HOME`):
+`python -m featurelab.backbones get all` fetches them ahead of time (before working offline).
+Or set `DOWNLOAD = True` in a notebook's parameters cell: it then fetches the data and weights it
+misses itself.
 
 Each notebook starts with a parameters cell: `PROFILE` (`full`, the default: the real data),
 `DATA_ROOT`, `DEVICE` (cuda > mps > cpu) and `BATCH_SIZE`. `PROFILE = "smoke"` (or

@@ -10,7 +10,9 @@ import dataclasses
 import hashlib
 import os
 import socket
+import sys
 import threading
+import types
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -332,3 +334,94 @@ def test_the_commands_run_as_modules_of_the_installed_package(tmp_path):
             cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
         )  # fmt: skip
         assert expected in done.stdout + done.stderr, (module, done.stdout, done.stderr)
+
+
+# --- the notebooks' DOWNLOAD parameter (Colab: on by default) ------------------------------
+
+
+@pytest.fixture
+def session(monkeypatch):
+    """featurelab.profiles as a fresh notebook session sees it (no DOWNLOAD said yet)."""
+    from featurelab import profiles
+
+    monkeypatch.setattr(profiles, "_downloads", None)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv(profiles.DOWNLOAD_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    return profiles
+
+
+def test_download_parameter_defaults_on_colab_only_and_never_under_the_grader(session, monkeypatch):
+    assert session.allow_downloads(None) is False
+    assert session.allow_downloads(True) is True and session.downloads_allowed(False) is True
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert session.allow_downloads(None) is True
+    assert session.allow_downloads(False) is False
+    assert session.downloads_allowed(True) is False  # the notebook said no: no library default
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert session.allow_downloads(True) is False and session.downloads_allowed(True) is False
+
+
+def test_a_loader_fetches_a_missing_dataset_only_when_the_notebook_agrees(fixture_scene15, session):
+    behaviour, target = fixture_scene15
+    session.allow_downloads(False)
+    with pytest.raises(data.DatasetMissingError) as error:
+        data.load_scene15("train", profile="full")
+    assert "DOWNLOAD = True" in str(error.value)
+    assert "python -m featurelab.data get scene15" in str(error.value)
+    assert behaviour.requests == [] and not target.parent.exists()
+    session.allow_downloads(True)
+    train = data.load_scene15("train", profile="full")
+    assert len(train) == data.FIXTURE_COUNTS["scene15"]["train"] * len(data.SCENE15_CLASSES)
+    assert target.read_bytes() == behaviour.payload and len(behaviour.requests) == 1
+
+
+def test_load_model_downloads_weights_only_when_allowed(session, tmp_path, monkeypatch):
+    from featurelab import backbones
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    fetched = []
+    monkeypatch.setattr(
+        type(backbones.spec("resnet18").weights),
+        "get_state_dict",
+        lambda self, *a, **k: (
+            fetched.append(self) or backbones._random_model(backbones.spec("resnet18")).state_dict()
+        ),
+    )
+    session.allow_downloads(False)
+    with pytest.raises(backbones.WeightsUnavailableError) as error:
+        backbones.load_model("resnet18", "full")
+    assert "DOWNLOAD = True" in str(error.value) and "featurelab.backbones get" in str(error.value)
+    assert fetched == []
+    session.allow_downloads(True)
+    _model, _weights, pretrained = backbones.load_model("resnet18", "full")
+    assert pretrained and len(fetched) == 1
+
+
+def test_data_root_on_google_drive_is_mounted_and_keeps_data_weights_and_cache(
+    session, tmp_path, monkeypatch
+):
+    drive = tmp_path / "content" / "drive"
+    mounted = []
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(
+        mount=lambda where: mounted.append(where) or (Path(where) / "MyDrive").mkdir(parents=True)
+    )
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setattr(session, "DRIVE_MOUNT", str(drive))
+    monkeypatch.delenv("TORCH_HOME", raising=False)
+    monkeypatch.delenv("FEATURELAB_CACHE", raising=False)
+    monkeypatch.setenv(session.DATA_ENV, str(tmp_path / "elsewhere"))
+    root = session.requested_data_root(str(drive / "MyDrive" / "featurelab"))
+    assert mounted == [str(drive)] and Path(root).is_dir()
+    assert root == str(drive / "MyDrive" / "featurelab")
+    assert data.data_root() == Path(root)  # loaders and `python -m featurelab.data` follow
+    from featurelab import backbones, cache
+
+    assert cache.default_cache_dir() == Path(root) / "cache"
+    assert backbones.weights_cache_path(backbones.spec("vgg16").weights).is_relative_to(root)
+    session.requested_data_root(str(drive / "MyDrive" / "featurelab"))
+    assert len(mounted) == 1  # already mounted: not asked again
+    # under the grader DATA_ROOT is ignored (the grader's data), nothing is mounted
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert session.requested_data_root("/content/drive/MyDrive/x") is None

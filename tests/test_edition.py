@@ -432,17 +432,19 @@ EXECUTE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
-def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
+def _student_venv(tmp_path: Path):
+    """A fresh venv without featurelab that borrows the main venv's dependencies (torch & co.)
+    through a .pth file; returns ``(python, env, run)``, ``run`` executing in ``tmp_path/student``.
+    """
     venv = tmp_path / "venv"
     # --without-pip: on Python < 3.12 ensurepip also puts an old setuptools in the venv, which
     # would shadow the main venv's (too old for the edition's PEP 639 license field); pip and
     # setuptools come from the main venv through the .pth file below
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    # borrow the main venv's dependencies (torch & co.) without installing them: a .pth file
-    # pointing at its site-packages (the .pth files *there*, e.g. the editable featurelab of the
-    # main checkout, are not processed, so only the edition provides featurelab)
+    # a .pth file pointing at the main venv's site-packages (the .pth files *there*, e.g. the
+    # editable featurelab of the main checkout, are not processed, so only the edition provides
+    # featurelab)
     main_paths = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
     new_site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
@@ -469,6 +471,40 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
             [*args], cwd=work, env=env, capture_output=True, text=True, check=check, timeout=900
         )
 
+    return python, env, run
+
+
+def _edition_kernel(tmp_path: Path, python: Path, env: dict) -> None:
+    """Register the venv's python as the kernel ``edition`` in a private Jupyter folder."""
+    kernels = tmp_path / "jupyter" / "kernels" / "edition"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "edition",
+                "language": "python",
+            }
+        )
+    )
+    (tmp_path / "executor.py").write_text(EXECUTE)
+    env.update(
+        MPLBACKEND="Agg",
+        FEATURELAB_CACHE=str(tmp_path / "cache"),
+        JUPYTER_PATH=str(tmp_path / "jupyter"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTER_PLATFORM_DIRS="1",
+        IPYTHONDIR=str(tmp_path / "ipython"),
+        PYDEVD_DISABLE_FILE_VALIDATION="1",
+    )
+
+
+@pytest.mark.slow
+def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
+    python, env, run = _student_venv(tmp_path)
+    work = tmp_path / "student"
     url = f"git+file://{built.path}@{TEST_IDENTITY.ref}"
     # --ignore-installed: the main venv's featurelab metadata is visible through the .pth file;
     # pip must neither call it satisfied nor try to uninstall it
@@ -491,7 +527,9 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
         "import featurelab, featurelab.data; "
         "print(featurelab.__file__); print(sorted(featurelab.data.REGISTRY))",
     ).stdout
-    assert Path(where.splitlines()[0]).resolve().is_relative_to(venv.resolve()), where
+    assert Path(where.splitlines()[0]).resolve().is_relative_to(python.parent.parent.resolve()), (
+        where
+    )
     assert "scene15" in where
     no_autograder = run(str(python), "-c", "import autograder", check=False)
     assert no_autograder.returncode != 0 and "ModuleNotFoundError" in no_autograder.stderr
@@ -509,31 +547,8 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     )
     solved = work / f"{CHEAP_NOTEBOOK}.ipynb"
     students.write(notebook, solved)
-    kernels = tmp_path / "jupyter" / "kernels" / "edition"
-    kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "edition",
-                "language": "python",
-            }
-        )
-    )
-    (tmp_path / "executor.py").write_text(EXECUTE)
-    env.update(
-        FEATURELAB_PROFILE="smoke",
-        MPLBACKEND="Agg",
-        FEATURELAB_DATA=str(tmp_path / "data"),
-        FEATURELAB_CACHE=str(tmp_path / "cache"),
-        JUPYTER_PATH=str(tmp_path / "jupyter"),
-        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
-        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
-        JUPYTER_PLATFORM_DIRS="1",
-        IPYTHONDIR=str(tmp_path / "ipython"),
-        PYDEVD_DISABLE_FILE_VALIDATION="1",
-    )
+    _edition_kernel(tmp_path, python, env)
+    env.update(FEATURELAB_PROFILE="smoke", FEATURELAB_DATA=str(tmp_path / "data"))
     executed = work / "executed.ipynb"
     result = run(
         str(python),
@@ -555,8 +570,122 @@ def test_edition_installs_from_its_git_url_and_runs_a_notebook(built, tmp_path):
     assert errors == []
     last = "".join(o.get("text", "") for o in outputs.cells[-1].outputs)
     reported = last.split("FEATURELAB_FILE ")[1].split("\n")[0]
-    assert Path(reported).resolve().is_relative_to(venv.resolve()), last
+    assert Path(reported).resolve().is_relative_to(python.parent.parent.resolve()), last
     assert "HAS_AUTOGRADER False" in last
+
+
+COLAB_STUB = {
+    # google/ stays a namespace package (protobuf & co. may share it)
+    "google/colab/__init__.py": "from . import drive  # noqa: F401\n",
+    "google/colab/drive.py": "def mount(path):\n    raise RuntimeError('no Drive in this test')\n",
+}
+
+
+@pytest.mark.slow
+def test_colab_branch_installs_the_edition_and_downloads_what_is_missing(built, tmp_path):
+    """The Colab path as it can run here: a stub ``google.colab``, the notebook's own install
+    cell (``%pip install "featurelab @ git+https://github.com/...@ref"``, the host rewritten by
+    git to the local edition), then TP3 in the ``full`` profile with ``DOWNLOAD = None``: the
+    missing 15 Scene archive is fetched from a loopback HTTP server (the registry's URL and
+    checksum overrides), verified and extracted, and the pretrained weights come from the torch
+    cache (as after an earlier session that kept them on Drive)."""
+    import hashlib
+    import http.server
+    import io
+    import threading
+    import zipfile
+
+    from PIL import Image
+
+    from featurelab import backbones, data
+
+    python, env, run = _student_venv(tmp_path)
+    stub = tmp_path / "colab-stub"
+    for rel, text in COLAB_STUB.items():
+        (stub / rel).parent.mkdir(parents=True, exist_ok=True)
+        (stub / rel).write_text(text)
+    site = run(str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))")
+    # Colab's kernel has google.colab imported before the first cell: so does this venv's python
+    (Path(site.stdout.strip()) / "colab-stub.pth").write_text(f"{stub}\nimport google.colab\n")
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f'[url "file://{built.path}"]\n\tinsteadOf = {TEST_IDENTITY.repo_url}\n')
+    # the served archive: the real layout and image counts (the extraction checks them), with
+    # tiny generated greyscale JPEGs (the fixture has 4 images per class, not 100)
+    served = tmp_path / "served"
+    served.mkdir()
+    jpeg = io.BytesIO()
+    Image.new("L", (8, 8), 128).save(jpeg, "JPEG")
+    with zipfile.ZipFile(served / "15SceneData.zip", "w", zipfile.ZIP_STORED) as out:
+        for folder, (count, _) in data.REGISTRY["scene15"].image_counts.items():
+            for k in range(count):
+                out.writestr(f"15SceneData/{folder}/image_{k:04d}.jpg", jpeg.getvalue())
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=served, **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # pretrained VGG16 "already downloaded": a seeded random network in the torch cache
+    torch_home = tmp_path / "torch"
+    weights = backbones.spec("vgg16").weights
+    cached = torch_home / "hub" / "checkpoints" / Path(weights.url).name
+    cached.parent.mkdir(parents=True)
+    import torch
+
+    torch.save(backbones._random_model(backbones.spec("vgg16")).state_dict(), cached)
+    # the release's first cells, up to the first dataset load, and a report
+    released = course_mod.read_notebook(
+        built.path / "notebooks" / "tp3_scene15_svm" / "tp3_scene15_svm.ipynb"
+    )
+    first_load = next(
+        i for i, c in enumerate(released.cells) if "fl.data.load_scene15(" in c.source
+    )
+    notebook = nbformat.v4.new_notebook(metadata=released.metadata)
+    notebook.cells = released.cells[: first_load + 1] + [
+        nbformat.v4.new_code_cell(
+            "import featurelab\n"
+            "print('REPORT', profile, DOWNLOAD, featurelab.__file__, len(train_images))\n"
+            "model, _, is_pretrained = fl.backbones.load_model('vgg16', profile)\n"
+            "print('PRETRAINED', is_pretrained)"
+        )
+    ]
+    solved = tmp_path / "student" / "colab.ipynb"
+    students.write(notebook, solved)
+    _edition_kernel(tmp_path, python, env)
+    data_dir = tmp_path / "data"
+    archive_sha = hashlib.sha256((served / "15SceneData.zip").read_bytes()).hexdigest()
+    env.update(
+        FEATURELAB_DATA=str(data_dir),
+        TORCH_HOME=str(torch_home),
+        FEATURELAB_URL_SCENE15=f"http://127.0.0.1:{server.server_address[1]}/15SceneData.zip",
+        FEATURELAB_SHA256_SCENE15=archive_sha,
+        GIT_CONFIG_GLOBAL=str(gitconfig),
+        PIP_NO_INDEX="1",
+        PIP_NO_DEPS="1",
+        PIP_NO_BUILD_ISOLATION="0",  # (pip reads this variable inverted: 0 = no isolation)
+        PIP_IGNORE_INSTALLED="1",  # the main venv's featurelab is visible: never touch it
+    )
+    env.pop("FEATURELAB_PROFILE", None)
+    try:
+        executed = tmp_path / "student" / "executed.ipynb"
+        result = run(
+            str(python),
+            str(tmp_path / "executor.py"),
+            str(solved),
+            str(executed),
+            ".",
+            check=False,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    cells = nbformat.read(executed, 4).cells
+    text = "\n".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
+    report = next(line for line in text.splitlines() if line.startswith("REPORT")).split()
+    assert report[1:3] == ["full", "True"]  # the full profile; DOWNLOAD = None is yes on Colab
+    assert Path(report[3]).resolve().is_relative_to(python.parent.parent.resolve())
+    assert int(report[4]) == 1500  # the full training split, 100 images per class
+    assert (data_dir / "scene15" / "15SceneData.zip").read_bytes() == (
+        served / "15SceneData.zip"
+    ).read_bytes()
+    assert "PRETRAINED True" in text
 
 
 @pytest.mark.slow

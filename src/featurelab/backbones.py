@@ -4,8 +4,10 @@ Always the torchvision weights API (``VGG16_Weights.IMAGENET1K_V1`` ...). The of
 (DESIGN.md):
 
 * weights already in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) are used;
-* otherwise, in the ``full`` and ``grading`` profiles, they are downloaded, and if that fails
-  a :class:`WeightsUnavailableError` says exactly which file to fetch and where to put it;
+* otherwise, in the ``full`` and ``grading`` profiles, they are downloaded (unless the
+  notebook said ``DOWNLOAD = False``: :func:`featurelab.profiles.allow_downloads`; never under
+  the autograder), and if that is not allowed or fails a :class:`WeightsUnavailableError` says
+  exactly which file to fetch and where to put it;
 * in the ``smoke`` profile nothing is downloaded: the network is random-initialised with a
   fixed seed and a loud banner says so. Never a silent fallback.
 
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .profiles import get_profile
+from .profiles import downloads_allowed, get_profile
 
 RANDOM_INIT_SEED = 0
 # The command that fetches weights; it exists wherever the package is installed (pip too).
@@ -155,6 +157,11 @@ def load_model(
     if not pretrained:
         return model.eval(), weights, False
     cached = weights_cache_path(weights).is_file()
+    if not cached and not prof.allow_random_weights and not downloads_allowed(default=True):
+        raise WeightsUnavailableError(
+            f"{how_to_fetch(weights)}\nIn a notebook: set DOWNLOAD = True in the parameters "
+            "cell to download them."
+        )
     if cached or not prof.allow_random_weights:
         try:
             state_dict = weights.get_state_dict(progress=not cached, check_hash=True)

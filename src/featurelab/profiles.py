@@ -22,7 +22,9 @@ Resolution order (first match wins):
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 PROFILES = ("full", "grading", "smoke")
 PROFILE_ENV = "FEATURELAB_PROFILE"
@@ -53,10 +55,72 @@ def batch_size(requested: int) -> int:
     return GRADER_BATCH_SIZE if under_grader() else int(requested)
 
 
-def requested_data_root(requested=None):
-    """The parameters cell's ``DATA_ROOT``, or ``None`` under the autograder, where the grader
-    decides (``$FEATURELAB_DATA``, else the default folder: see ``featurelab.data.data_root``)."""
-    return None if under_grader() else requested
+# Where Colab mounts Google Drive (``google.colab.drive.mount``).
+DRIVE_MOUNT = "/content/drive"
+DATA_ENV = "FEATURELAB_DATA"
+DOWNLOAD_ENV = "FEATURELAB_DOWNLOAD"
+_TRUE = ("1", "true", "yes", "on")
+
+# The parameters cell's DOWNLOAD once resolved (None: no notebook said; library defaults apply).
+_downloads: bool | None = None
+
+
+def on_colab() -> bool:
+    """True in a Google Colab runtime (its ``google.colab`` module is loaded)."""
+    return "google.colab" in sys.modules
+
+
+def requested_data_root(requested=None) -> str | None:
+    """The parameters cell's ``DATA_ROOT`` in force (a string), or ``None`` for the default.
+
+    Under the autograder: ``None``, the grader decides (``$FEATURELAB_DATA``). Otherwise a
+    ``DATA_ROOT`` becomes ``$FEATURELAB_DATA`` for this session, so the feature cache
+    (``<DATA_ROOT>/cache``) and ``python -m featurelab.data`` use it too. On Colab a folder under
+    Google Drive (:data:`DRIVE_MOUNT`, e.g. ``/content/drive/MyDrive/featurelab``) mounts Drive
+    first and keeps the pretrained weights there as well (``$TORCH_HOME`` =
+    ``<DATA_ROOT>/torch``): data, weights and cache survive a runtime reset.
+    """
+    if under_grader() or requested is None:
+        return None
+    folder = Path(str(requested)).expanduser().absolute()
+    on_drive = on_colab() and folder.is_relative_to(DRIVE_MOUNT)
+    if on_drive and not Path(DRIVE_MOUNT, "MyDrive").is_dir():
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(DRIVE_MOUNT)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.environ[DATA_ENV] = str(folder)
+    if on_drive and not os.environ.get("TORCH_HOME"):
+        os.environ["TORCH_HOME"] = str(folder / "torch")
+    return str(folder)
+
+
+def allow_downloads(requested: bool | None = None) -> bool:
+    """The parameters cell's ``DOWNLOAD`` in force, remembered for this session.
+
+    ``True``: a missing dataset or pretrained weight file is downloaded (free disk space checked
+    first, progress bar, checksum) by the loaders and ``featurelab.backbones.load_model``.
+    ``None``: automatic, ``True`` on Colab (or when ``$FEATURELAB_DOWNLOAD`` is 1/true), else
+    ``False``: a missing file is a clear error naming the command that fetches it. Always
+    ``False`` under the autograder (the grader has the data, and no network).
+    """
+    global _downloads
+    if under_grader():
+        value = False
+    elif requested is None:
+        value = on_colab() or os.environ.get(DOWNLOAD_ENV, "").strip().lower() in _TRUE
+    else:
+        value = bool(requested)
+    _downloads = value
+    return value
+
+
+def downloads_allowed(default: bool) -> bool:
+    """Whether loaders may download now: the session's :func:`allow_downloads`, else
+    ``default`` (the calling function's own default); never under the autograder."""
+    if under_grader():
+        return False
+    return default if _downloads is None else _downloads
 
 
 def resolve_profile(requested: str | None = None) -> str:

@@ -50,7 +50,7 @@ def ensure(
     name: str,
     *,
     root: str | os.PathLike | None = None,
-    download: bool = False,
+    download: bool | None = None,
     progress: bool = True,
 ) -> Path:
     """The folder of the real dataset ``name`` (e.g. ``<data root>/scene15/15SceneData``).
@@ -58,15 +58,20 @@ def ensure(
     When it is missing: with ``download=True``, checks the free disk space first
     (:class:`InsufficientSpaceError` naming the space needed and the folder), then downloads
     (byte progress bar unless ``progress=False``), verifies the checksum or structure and
-    extracts it (:func:`prepare`); with ``download=False`` (default), raises
-    :class:`DatasetMissingError` naming the command that fetches it. No network access when
-    the folder is there.
+    extracts it (:func:`prepare`); with ``download=False``, raises
+    :class:`DatasetMissingError` naming the command that fetches it. ``download=None``
+    (default): the notebook's ``DOWNLOAD`` (:func:`featurelab.profiles.allow_downloads`), else
+    ``False``. No network access when the folder is there.
     """
+    from ..profiles import downloads_allowed
+
     spec = get_spec(name)
     base = data_root(root)
     folder = base / spec.name / spec.folder
     if folder.is_dir():
         return folder
+    if download is None:
+        download = downloads_allowed(default=False)
     if not download:
         raise _missing(
             spec, base, folder, f"\nor call featurelab.data.ensure({name!r}, download=True)"
@@ -153,7 +158,8 @@ def archive_sha256(name: str, root: str | os.PathLike | None = None, progress: b
 def _missing(spec: DatasetSpec, base: Path, folder: Path, extra: str = "") -> DatasetMissingError:
     return DatasetMissingError(
         f"{spec.title} is not in {folder}.\n{how_to_get(spec, base)}{extra}\n"
-        "(or use the tiny offline fixtures: FEATURELAB_PROFILE=smoke)"
+        "In a notebook: set DOWNLOAD = True in the parameters cell to fetch it (or PROFILE = "
+        '"smoke" for the tiny offline fixtures).'
     )
 
 
@@ -165,7 +171,8 @@ def dataset_dir(
     ``root`` is a data root (default :func:`data_root`). In the smoke profile: the fixture copy
     ``<root>/fixtures/<name>/<folder>``, generated on first use. Otherwise the extracted real
     dataset ``<root>/<name>/<folder>``; :class:`DatasetMissingError` (naming the command to
-    run) when it is absent.
+    run) when it is absent, unless the notebook allowed downloads (``DOWNLOAD = True``, the
+    default on Colab): then it is fetched (:func:`ensure`).
     """
     spec = get_spec(name)
     base = data_root(root)
@@ -173,7 +180,7 @@ def dataset_dir(
         return ensure_fixtures(base / "fixtures")[name]
     folder = base / spec.name / spec.folder
     if not folder.is_dir():
-        raise _missing(spec, base, folder)
+        return ensure(name, root=base)
     return folder
 
 

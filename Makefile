@@ -9,7 +9,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # nbgrader needs `alembic` (and jupyter) on PATH: put the venv's bin first.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
-export PYTHONPATH := $(CURDIR)
 export MPLBACKEND ?= Agg
 PYTEST_ARGS ?=
 

@@ -119,72 +119,11 @@ def kill_processes(processes: list[psutil.Process]) -> None:
     psutil.wait_procs(processes, timeout=5)
 
 
-def run_limited(
-    command: list[str],
-    *,
-    cwd: Path,
-    env: dict[str, str],
-    limits: Limits,
-    log_path: Path,
-    cancel: threading.Event | None = None,
-) -> Outcome:
-    """Run ``command`` (stdout+stderr to ``log_path``) under ``limits``; see the module docstring."""
-    token = uuid.uuid4().hex
-    env = {**env, TOKEN_ENV: token}
-    started_wall = time.time()
-    started = time.monotonic()
-    peak = 0.0
-    killed: str | None = None
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            root = psutil.Process(process.pid)
-        except psutil.Error:  # already gone
-            root = None
-        try:
-            while True:
-                try:
-                    returncode = process.wait(timeout=limits.poll_s)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                tree = _tree(root) if root is not None else []
-                rss = _rss_mb(tree)
-                peak = max(peak, rss)
-                killed = _limit_reached(limits, rss, time.monotonic() - started, cancel)
-                if killed:
-                    kill_processes(tree + _with_token(token, started_wall))
-                    returncode = process.wait()
-                    break
-        finally:
-            # Normal exit or not: nothing carrying the token survives the submission.
-            leftovers = [p for p in _with_token(token, started_wall) if p.pid != process.pid]
-            if leftovers:
-                kill_processes(leftovers)
-            if process.poll() is None:
-                kill_processes([psutil.Process(process.pid)])
-                process.wait()
-    return Outcome(
-        returncode=returncode,
-        killed=killed,
-        seconds=time.monotonic() - started,
-        peak_rss_mb=peak,
-    )
-
-
 class Worker:
     """A long-lived ``python -m autograder.worker`` process, run one request at a time under limits.
 
     :meth:`run` sends a request and supervises the worker's process tree (the worker, the
-    kernel it starts, anything the student's code starts) exactly like :func:`run_limited`:
+    kernel it starts, anything the student's code starts):
     tree RSS and wall clock per request, cancellation; over a limit the whole tree is killed and
     the next request starts a fresh worker. After every request, any process left behind
     (descendants of the worker, or carrying its token) is killed. A worker is also replaced

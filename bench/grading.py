@@ -1,6 +1,6 @@
 """Grading throughput: ``python -m autograder grade`` (--jobs 1, --jobs 2) vs plain nbgrader.
 
-    PYTHONPATH=. .venv/bin/python bench/grading.py [--assignment tp6_resnet18_features] [--n 8]
+    .venv/bin/python bench/grading.py [--assignment tp6_resnet18_features] [--n 8]
 
 The same N submissions of one TP (copies of the solution as a student would submit it, each
 under its own student id) are graded three ways in the smoke profile, each with a fresh

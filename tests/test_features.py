@@ -16,8 +16,15 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from featurelab import features
+from featurelab import _runtime, features
 from tests.data.images import write_images
+
+
+def _set_cores(monkeypatch, count: int) -> None:
+    """Pretend this machine has ``count`` cores (extraction's and its settings' view)."""
+    monkeypatch.setattr(features, "_cpu_cores", lambda: count)
+    monkeypatch.setattr(_runtime, "_cpu_cores", lambda: count)
+
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -316,15 +323,15 @@ def test_default_num_workers_follows_the_measured_rule(monkeypatch, tmp_path):
     root = write_images(tmp_path / "images", per_class=30)
     folder = datasets.ImageFolder(root, transform=image_transform())
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    _set_cores(monkeypatch, 2)
     assert features.default_num_workers(folder, 8, cpu) == 0  # 2 cores: workers slow us down
     assert features.default_num_workers(folder, 8, cuda) == 1
-    monkeypatch.setattr(features, "_cpu_cores", lambda: 16)
+    _set_cores(monkeypatch, 16)
     assert features.default_num_workers(folder, 8, cpu) == 4
     assert features.default_num_workers(folder, 8, cuda) == 8
     assert features.default_num_workers(folder, 64, cuda) == 0  # at most 2 batches
     assert features.default_num_workers(tensor_dataset(n=500), 8, cuda) == 0
-    monkeypatch.setattr(features.multiprocessing, "get_start_method", lambda **_: "spawn")
+    monkeypatch.setattr(_runtime.multiprocessing, "get_start_method", lambda **_: "spawn")
     assert features.default_num_workers(folder, 8, cuda) == 0  # spawning costs seconds
     big = datasets.ImageFolder(root, transform=image_transform())
     big.samples = big.samples * 20  # 1,800 items
@@ -337,7 +344,7 @@ def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch
     root = write_images(tmp_path / "images", per_class=5)
     dataset = Subset(datasets.ImageFolder(root, transform=image_transform()), range(14, -1, -1))
     model = small_convnet()
-    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    _set_cores(monkeypatch, 2)
     assert features.default_num_workers(dataset, 4, torch.device("cpu")) == 0
     assert features.default_decode_threads(dataset, 4) == 2  # the default path on 2 cores
     plain = ListDataset(torch.zeros(15, 3, 4, 4), [0] * 15)
@@ -360,7 +367,7 @@ def test_workers_and_decode_threads_give_the_same_features(tmp_path, monkeypatch
 
 
 def test_decode_threads_keep_their_tensor_ops_on_one_thread(monkeypatch):
-    monkeypatch.setattr(features, "_cpu_cores", lambda: 2)
+    _set_cores(monkeypatch, 2)
     main_threads = torch.get_num_threads()
     seen = []
 

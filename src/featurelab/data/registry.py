@@ -98,9 +98,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def _repo_dir() -> Path | None:
     """The project checkout this package lives in (src layout), or None when installed."""
-    candidate = Path(__file__).resolve().parents[3]  # <repo>/src/featurelab/data/registry.py
-    pyproject = candidate / "pyproject.toml"
-    if pyproject.is_file() and 'name = "featurelab"' in pyproject.read_text(encoding="utf-8"):
+    here = Path(__file__).resolve()  # <repo>/src/featurelab/data/registry.py in a checkout
+    candidate = here.parents[3]
+    if here.parents[2].name == "src" and (candidate / "pyproject.toml").is_file():
         return candidate
     return None
 

@@ -24,6 +24,10 @@ THRESHOLDS_FILE = REPO_ROOT / "autograder" / "thresholds.json"
 SOURCE_DIR = "solutions"
 RELEASE_DIR = "notebooks"
 IGNORED_NAMES = (".ipynb_checkpoints", "__pycache__", ".DS_Store")
+# Grading defaults (the command line and the Python API share them).
+DEFAULT_PROFILE = "grading"
+DEFAULT_TIMEOUT_S = 1800.0  # wall clock per submission
+DEFAULT_MEMORY_MB = 6000.0  # RSS of a submission's process tree
 
 
 class AutograderError(RuntimeError):

@@ -36,6 +36,7 @@ from pathlib import Path
 from . import course as course_mod
 from . import identity as identity_mod
 from .course import REPO_ROOT, AutograderError
+from .template import course_config_text
 
 MARKERS = (
     "BEGIN SOLUTION",
@@ -46,16 +47,6 @@ MARKERS = (
     "END MARK SCHEME",
 )
 MIN_LEAK_LINE = 8  # shorter solution lines ("pass", "return x") are too common to call a leak
-
-
-def _config_text(root: Path, db_path: Path) -> str:
-    return (
-        "c = get_config()  # noqa: F821\n"
-        f"load_subconfig({str(course_mod.CONFIG_FILE)!r})  # noqa: F821\n"
-        f"c.CourseDirectory.root = {str(root)!r}\n"
-        f"c.CourseDirectory.db_url = {'sqlite:///' + str(db_path)!r}\n"
-        "c.NbGrader.logfile = ''\n"
-    )
 
 
 def substitute_identity(folder: Path, identity: identity_mod.CourseIdentity) -> None:
@@ -94,7 +85,7 @@ def generate_into(
     course_mod.copy_sources(course_root, assignment_ids, temp_course)
     substitute_identity(temp_course / course_mod.SOURCE_DIR, identity)
     db_path = db_path or temp_course / "gradebook.db"
-    (temp_course / "nbgrader_config.py").write_text(_config_text(temp_course, db_path))
+    (temp_course / "nbgrader_config.py").write_text(course_config_text(temp_course, None, db_path))
     course_mod.run_nbgrader(
         "generate_assignment",
         "*",

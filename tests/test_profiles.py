@@ -47,3 +47,28 @@ def test_profile_facts():
     for dataset in ("scene15", "petimages", "cifar10"):
         for split in ("train", "test"):
             assert grading.per_class(dataset, split) > 0
+
+
+def test_what_a_profile_changes_lives_in_the_profile():
+    full, grading, smoke = (get_profile(name) for name in ("full", "grading", "smoke"))
+    assert (full.extra_passes, grading.extra_passes, smoke.extra_passes) == (True, False, True)
+    assert (full.fixtures, grading.fixtures, smoke.fixtures) == (False, False, True)
+    assert full.finetune_per_class is None and full.finetune_epochs is None  # the notebook's
+    assert grading.finetune_epochs == smoke.finetune_epochs == 1
+    assert full.loader_workers and not grading.loader_workers
+
+
+def test_notebooks_read_the_profile_instead_of_branching_on_its_name():
+    import json
+    import re
+    from pathlib import Path
+
+    branching = re.compile(r"""profile\s*(==|!=|\bin\b)\s*[\[("']""")
+    root = Path(__file__).resolve().parents[1] / "solutions"
+    found = []
+    for path in sorted(root.glob("*/*.ipynb")):
+        for cell in json.loads(path.read_text())["cells"]:
+            source = "".join(cell["source"])
+            if cell["cell_type"] == "code" and branching.search(source):
+                found.append(f"{path.name}: {branching.search(source).group(0)}")
+    assert found == []

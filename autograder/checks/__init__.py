@@ -1,13 +1,11 @@
-"""Reference code the hidden tests call (instructor side, never in the student package).
+"""Helpers of the judges (instructor side, never in the student package or a sandbox).
 
-Student code runs in the same kernel before the hidden tests, so anything it can reach it can
-redefine (``numpy.allclose = lambda *a, **k: True``, a fake ``torch.equal`` ...). The grading
-kernel imports this package at start-up, *before* any student code, and the comparisons below
-use the function objects captured then (``_PRISTINE``), never the module attributes looked up
-at call time. Per-notebook reference checks live in ``autograder/checks/<assignment>.py``.
-
-Hidden tests must stay silent on stderr (nbgrader gives 0 to a test cell that writes to it):
-raise ``AssertionError`` with a short message, never print warnings.
+``autograder/checks/<assignment>.py`` holds an assignment's ``make_probes`` and ``JUDGES``
+(docs/JUDGE.md); they run in the trusted grading worker, outside the sandbox, on the evidence
+the notebook's collector cells recorded. The comparisons below use function objects captured at
+import time (``_PRISTINE``): nothing of the student's runs in this process, but a judge stays
+correct even if a library it imports patches ``torch.equal`` or ``numpy.allclose``.
+:func:`reference_network` builds the pretrained network a notebook loads, once per worker.
 """
 
 from __future__ import annotations
@@ -50,12 +48,6 @@ def _as_tensor(value) -> torch.Tensor:
     return _PRISTINE["torch.as_tensor"](_PRISTINE["numpy.asarray"](value))
 
 
-def tensors_equal(actual, expected) -> bool:
-    """Exact equality of shape and values (tensors or array-likes), immune to monkeypatching."""
-    a, b = _as_tensor(actual), _as_tensor(expected)
-    return tuple(a.shape) == tuple(b.shape) and bool(_PRISTINE["torch.equal"](a, b))
-
-
 def tensors_close(actual, expected, *, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
     """``allclose`` on equal shapes (float64 comparison), immune to monkeypatching."""
     a, b = _as_tensor(actual), _as_tensor(expected)
@@ -73,33 +65,22 @@ def relative_error(actual, expected) -> float:
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-12))
 
 
-def assert_shape(value, expected: tuple[int, ...], what: str) -> None:
-    """Fail with a short message unless ``value`` has shape ``expected``."""
-    shape = tuple(_as_tensor(value).shape)
-    if shape != tuple(expected):
-        raise AssertionError(f"{what}: expected shape {tuple(expected)}, got {shape}")
+def reference_network(cache: dict, name: str, profile: str) -> tuple[nn.Module, object]:
+    """``(model, weights)`` of ``featurelab.backbones.load_model(name, profile)``: the network
+    the notebook works on (pretrained, or the smoke profile's seeded random initialisation), in
+    eval mode without gradients, built once per grading worker and kept in ``cache`` (the judges'
+    ``context.cache``): every judge of every assignment shares it."""
+    key = ("featurelab.backbones.load_model", name, profile)
+    if key not in cache:
+        import contextlib
+        import io
 
+        from featurelab.backbones import load_model
 
-def shares_parameters(module: nn.Module, model: nn.Module) -> bool:
-    """True when every parameter of ``module`` *is* (same storage) a parameter of ``model``."""
-    owned = {p.data_ptr() for p in model.parameters()}
-    params = list(module.parameters())
-    return _PRISTINE["len"](params) > 0 and all(p.data_ptr() in owned for p in params)
-
-
-def num_parameters(module: nn.Module) -> int:
-    """Number of distinct scalar parameters of ``module``."""
-    seen, total = set(), 0
-    for p in module.parameters():
-        if p.data_ptr() not in seen:
-            seen.add(p.data_ptr())
-            total += p.numel()
-    return total
-
-
-def all_in_eval_mode(module: nn.Module) -> bool:
-    """True when ``module`` and all its submodules are in eval mode."""
-    return not any(m.training for m in module.modules())
+        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
+            model, weights, _ = load_model(name, profile)
+        cache[key] = (model.eval().requires_grad_(False), weights)
+    return cache[key]
 
 
 def thresholds(assignment: str, profile: str | None = None) -> dict:

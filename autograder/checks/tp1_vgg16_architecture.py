@@ -8,8 +8,6 @@ VGG builders), instantiated on the ``meta`` device: no memory, no weights, ~10 m
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,6 +16,7 @@ from torch import nn
 from torchvision import models
 from torchvision.models.vgg import cfgs as VGG_CONFIGS
 
+from autograder.checks import reference_network
 from autograder.judge import Failed, ProbeSet, as_float, as_int, relative_error
 
 # VGG_CONFIGS: {"A": VGG11, "B": VGG13, "D": VGG16, "E": VGG19}, the lists torchvision builds
@@ -73,30 +72,6 @@ def vgg16_counts() -> dict[str, int]:
     }
 
 
-def torchvision_vgg_params(config_key: str, num_classes: int = 1000) -> int:
-    """Parameter count of torchvision's VGG for configuration ``"A"``, ``"B"``, ``"D"`` or ``"E"``."""
-    with torch.device("meta"):
-        model = _TORCHVISION_VGG[config_key](num_classes=num_classes)
-    return count_parameters(model)
-
-
-def probe_modules() -> list[nn.Module]:
-    """Small modules whose counts a correct ``count_parameters`` must get right.
-
-    A frozen layer (still counted), a layer without bias, batch norm (buffers are not
-    parameters), a layer used twice (counted once), and an empty module.
-    """
-    frozen = nn.Conv2d(3, 8, 5).requires_grad_(False)
-    shared = nn.Linear(6, 6)
-    return [
-        frozen,
-        nn.Linear(20, 9, bias=False),
-        nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU()),
-        nn.Sequential(shared, nn.ReLU(), shared),
-        nn.ReLU(),
-    ]
-
-
 def conv2d_params(in_channels: int, out_channels: int, kernel_size: int, bias: bool = True) -> int:
     """Parameter count of ``nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)``."""
     layer = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias, device="meta")
@@ -134,11 +109,6 @@ def vgg_params(config: Sequence, num_classes: int = 1000, in_channels: int = 3) 
         return count_parameters(nn.Sequential(*layers))
 
 
-def _seeded_randn(*shape: int, seed: int = 0, device=None) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(*shape, generator=generator).to(device)
-
-
 def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter (CPU when it has none)."""
     for parameter in model.parameters():
@@ -156,25 +126,6 @@ def block_output_shapes(features: nn.Module, images: torch.Tensor) -> list[tuple
             if isinstance(layer, nn.MaxPool2d):
                 shapes.append(tuple(x.shape))
     return shapes
-
-
-def block_probes(model: nn.Module) -> list[tuple[nn.Module, torch.Tensor]]:
-    """``(features, images)`` pairs for ``block_output_shapes``: VGG16's own features on another
-    image size and batch size, and a toy stack with different pools and paddings."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        toy = nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(4, 6, 3),
-            nn.MaxPool2d(3),
-            nn.Conv2d(6, 5, 1),
-        )
-    return [
-        (model.features, _seeded_randn(2, 3, 96, 96, seed=1, device=model_device(model))),
-        (toy, _seeded_randn(1, 3, 40, 40, seed=2)),
-    ]
 
 
 def forward(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -282,16 +233,8 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
 
 
 def reference_vgg16(context) -> nn.Module:
-    """The VGG16 the notebook loads in this profile (same seed / same cached weights), kept in
-    ``context.cache`` for the worker's lifetime (shared with TP2's judges: same key)."""
-    key = ("featurelab.backbones.load_model", "vgg16", context.profile)
-    if key not in context.cache:
-        from featurelab.backbones import load_model
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
-            model, _, _ = load_model("vgg16", context.profile)
-        context.cache[key] = model.eval().requires_grad_(False)
-    return context.cache[key]
+    """The VGG16 the notebook loads in this profile, built once per worker (shared by TP1-TP5)."""
+    return reference_network(context.cache, "vgg16", context.profile)[0]
 
 
 def reference_logits(context, images: np.ndarray) -> np.ndarray:

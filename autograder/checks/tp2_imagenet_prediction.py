@@ -7,7 +7,6 @@ own model instance), never with predicted class names, so they hold with random 
 
 from __future__ import annotations
 
-import contextlib
 import io
 
 import numpy as np
@@ -18,6 +17,7 @@ from PIL import Image
 from torch import nn
 from torchvision.models import VGG16_Weights
 
+from autograder.checks import reference_network
 from autograder.judge import Failed, ProbeSet, as_array, check_value, close, relative_error
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -52,27 +52,6 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 def photo(name: str) -> Image.Image:
     """A scikit-image sample photo (shipped inside the wheel) as a PIL image."""
     return Image.fromarray(getattr(skimage.data, name)())
-
-
-def probe_images01() -> list[torch.Tensor]:
-    """Float images in [0, 1]: seeded random ``(3, H, W)`` and ``(N, 3, H, W)`` tensors and a
-    real photo (chelsea, ``(3, 300, 451)``)."""
-    chelsea = TF.pil_to_tensor(photo("chelsea")).float() / 255.0
-    return [
-        torch.rand(3, 8, 6, generator=_generator(0)),
-        torch.rand(4, 3, 5, 7, generator=_generator(1)),
-        chelsea,
-    ]
-
-
-# ----------------------------------------------------------------------------- preprocessing
-def probe_photos() -> list[Image.Image]:
-    """PIL images of several sizes and modes: two real photos (one not square), a greyscale
-    photo, a small random RGBA image and a small random RGB image."""
-    rng = np.random.default_rng(0)
-    rgba = Image.fromarray(rng.integers(0, 256, size=(37, 50, 4), dtype=np.uint8), mode="RGBA")
-    rgb = Image.fromarray(rng.integers(0, 256, size=(61, 29, 3), dtype=np.uint8), mode="RGB")
-    return [photo("chelsea"), photo("coffee"), photo("camera"), rgba, rgb]
 
 
 def preprocess(image: Image.Image, size: int = 224) -> torch.Tensor:
@@ -247,16 +226,8 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
 
 
 def reference_vgg16(context) -> nn.Module:
-    """The VGG16 the notebook loads in this profile (same seed / same cached weights), kept in
-    ``context.cache`` for the worker's lifetime (shared with TP1's judges: same key)."""
-    key = ("featurelab.backbones.load_model", "vgg16", context.profile)
-    if key not in context.cache:
-        from featurelab.backbones import load_model
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
-            model, _, _ = load_model("vgg16", context.profile)
-        context.cache[key] = model.eval().requires_grad_(False)
-    return context.cache[key]
+    """The VGG16 the notebook loads in this profile, built once per worker (shared by TP1-TP5)."""
+    return reference_network(context.cache, "vgg16", context.profile)[0]
 
 
 def _digest(data: bytes) -> str:

@@ -17,13 +17,7 @@ import torch
 from sklearn.svm import LinearSVC
 from torch import nn
 
-from autograder.checks import _PRISTINE, _as_tensor, tensors_close
-
-# Shared with other assignments (re-exported: the hidden tests call them from this module).
-from autograder.checks import all_in_eval_mode as all_in_eval_mode
-from autograder.checks import num_parameters as num_parameters
-from autograder.checks import relative_error as relative_error
-from autograder.checks import shares_parameters as shares_parameters
+from autograder.checks import reference_network, relative_error
 from autograder.judge import Failed, ProbeSet, as_array, as_float, close
 
 ASSIGNMENT = "tp3_scene15_svm"
@@ -31,12 +25,6 @@ NUM_CLASSES = 15
 RELU7_DIM = 4096
 # features (14,714,688) + fc6 (25088*4096 + 4096) + fc7 (4096*4096 + 4096)
 RELU7_NUM_PARAMS = 134_260_544
-# Images per split in the profiles whose datasets are fixed; "smoke" uses the fixtures whole
-# (their size is whatever featurelab.data.make_fixtures generates).
-SPLIT_SIZES = {
-    "full": {"train": 1500, "test": 2985},  # 100 train per class, the rest test (Lazebnik split)
-    "grading": {"train": 15 * 10, "test": 15 * 10},  # Profile.per_class("scene15", ...)
-}
 PROBE_SEED = 20140101
 
 
@@ -44,12 +32,6 @@ def probe_images(n: int = 2, size: int = 224, seed: int = PROBE_SEED) -> torch.T
     """A fixed batch of ImageNet-normalised-looking inputs ``(n, 3, size, size)``."""
     generator = torch.Generator().manual_seed(seed + size)
     return torch.randn(n, 3, size, size, generator=generator)
-
-
-def probe_grey(n: int = 3, height: int = 5, width: int = 7) -> torch.Tensor:
-    """A fixed greyscale batch ``(n, 1, H, W)`` with values in [0, 1]."""
-    generator = torch.Generator().manual_seed(PROBE_SEED + 1)
-    return torch.rand(n, 1, height, width, generator=generator)
 
 
 def reference_to_three_channels(grey: torch.Tensor) -> torch.Tensor:
@@ -83,21 +65,6 @@ def reference_l2_normalize(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features, p=2.0, dim=1)
 
 
-def rows_have_unit_norm(features, atol: float = 1e-4) -> bool:
-    """True when every row of ``features`` ``(N, D)`` has L2 norm 1 (within ``atol``)."""
-    tensor = _as_tensor(features).double()
-    norms = torch.linalg.vector_norm(tensor, dim=1)
-    return tensors_close(norms, torch.ones_like(norms), rtol=0.0, atol=atol)
-
-
-def same_directions(normalised, original, atol: float = 1e-4) -> bool:
-    """True when each row of ``normalised`` points like the matching row of ``original``
-    (cosine similarity 1)."""
-    a, b = _as_tensor(normalised).double(), _as_tensor(original).double()
-    cosines = torch.nn.functional.cosine_similarity(a, b, dim=1)
-    return tensors_close(cosines, torch.ones_like(cosines), rtol=0.0, atol=atol)
-
-
 def synthetic_svm_problem(seed: int = PROBE_SEED):
     """A linearly separable 3-class problem whose *test* labels are 20% wrong on purpose.
 
@@ -122,45 +89,11 @@ def synthetic_svm_problem(seed: int = PROBE_SEED):
     return x_train, y_train, x_test, y_test, 0.8
 
 
-def is_linear_svc(classifier, c: float = 1.0) -> bool:
-    """True when ``classifier`` is a fitted scikit-learn ``LinearSVC`` with ``C == c``."""
-    return (
-        _PRISTINE["isinstance"](classifier, LinearSVC)
-        and _PRISTINE["abs"](float(classifier.C) - c) < 1e-12
-        and hasattr(classifier, "coef_")
-    )
-
-
-def accuracy_of(classifier, features, labels) -> float:
-    """Fraction of ``labels`` that ``classifier.predict(features)`` gets right."""
-    predicted = np.asarray(classifier.predict(_as_tensor(features).numpy()))
-    truth = _as_tensor(labels).numpy()
-    return float((predicted == truth).mean())
-
-
-def expected_split_size(split: str, profile: str, root=None) -> int:
-    """Number of 15 Scene images in ``split`` for ``profile`` (fixtures: as generated)."""
-    if profile in SPLIT_SIZES:
-        return SPLIT_SIZES[profile][split]
-    from featurelab.data import load_scene15
-
-    return _PRISTINE["len"](load_scene15(split, profile=profile, root=root))
-
-
 def split_targets(split: str, profile: str, root=None) -> torch.Tensor:
     """Labels ``(N,)`` of ``split`` in dataset order."""
     from featurelab.data import load_scene15
 
     return torch.as_tensor(load_scene15(split, profile=profile, root=root).targets)
-
-
-def first_image(split: str, profile: str, root=None) -> torch.Tensor:
-    """The first image of ``split`` as the network sees it: ``(1, 3, 224, 224)``."""
-    from featurelab.backbones import preprocessing
-    from featurelab.data import load_scene15
-
-    dataset = load_scene15(split, transform=preprocessing("vgg16"), profile=profile, root=root)
-    return dataset[0][0].unsqueeze(0)
 
 
 def dataset_image(split: str, profile: str, index: int, root=None) -> torch.Tensor:
@@ -181,7 +114,6 @@ SPOT_ROWS = 1  # rows of X_train, and of X_test, the judge recomputes (chosen in
 ROW_TOLERANCE = 5e-2  # relative error of a feature row vs the judge's (batching, AMP)
 OUTPUT_TOLERANCE = 1e-3  # relative error, same input through the same layers
 # Shared cache key of the reference VGG16 (other judges may use the same model).
-MODEL_KEY = ("featurelab.backbones.load_model", "vgg16")
 
 
 def make_probes(seed: int, profile: str) -> ProbeSet:
@@ -223,18 +155,8 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
 
 
 def reference_model(context) -> nn.Module:
-    """The VGG16 the notebook works on (``load_model("vgg16", profile)``: the pretrained weights,
-    or the seeded random initialisation of the smoke profile), built once per grading worker."""
-    key = (*MODEL_KEY, context.profile)
-    if key not in context.cache:
-        import contextlib
-
-        from featurelab.backbones import load_model
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
-            model, _, _ = load_model("vgg16", profile=context.profile)
-        context.cache[key] = model.eval()
-    return context.cache[key]
+    """The VGG16 the notebook works on (``load_model("vgg16", profile)``), built once per worker."""
+    return reference_network(context.cache, "vgg16", context.profile)[0]
 
 
 def _per_run(context, name: str, compute):

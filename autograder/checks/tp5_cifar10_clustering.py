@@ -18,21 +18,13 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from torch import nn
 
-from autograder.checks import _PRISTINE, _as_tensor
-
-# Shared with other assignments (re-exported: the hidden tests call them from this module).
-from autograder.checks import all_in_eval_mode as all_in_eval_mode
-from autograder.checks import num_parameters as num_parameters
-from autograder.checks import relative_error as relative_error
-from autograder.checks import shares_parameters as shares_parameters
+from autograder.checks import _as_tensor, reference_network, relative_error
 from autograder.judge import Failed, ProbeSet, as_array, as_float, close
 
 ASSIGNMENT = "tp5_cifar10_clustering"
 NUM_CLASSES = 10
 FC7_NUM_PARAMS = 134_260_544  # features + fc6 + fc7 (ReLU and dropout have no parameters)
 LAYER_DIMS = {"pool5": 25088, "fc6": 4096, "fc7": 4096, "relu7": 4096, "logits": 1000}
-# Test images in the profiles whose datasets are fixed; "smoke" uses the fixtures whole.
-TEST_SIZES = {"full": 10_000, "grading": 10 * 30}  # Profile.per_class("cifar10", "test") = 30
 PROBE_SEED = 20200101
 # A k-means partition found by the student must be (nearly) as good as the reference one.
 INERTIA_SLACK = 1.10
@@ -55,20 +47,6 @@ def reference_features(model: nn.Module, point: str, images: torch.Tensor) -> to
     """Features of ``images`` ``(N, 3, H, W)`` at ``point`` by the reference cut, ``(N, D)``."""
     with torch.inference_mode():
         return reference_extractor(model, point).eval()(images).clone()
-
-
-def probe_pool5(n: int = 5, seed: int = PROBE_SEED) -> torch.Tensor:
-    """Non-negative pool5-like vectors ``(n, 25088)`` (pool5 follows a ReLU and max-pool)."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 25088, generator=generator) * 2.0
-
-
-def probe_vectors(seed: int = PROBE_SEED) -> torch.Tensor:
-    """``(7, 16)`` rows with negative entries and very different norms."""
-    generator = torch.Generator().manual_seed(seed + 7)
-    rows = torch.randn(7, 16, generator=generator)
-    scales = torch.tensor([1e-2, 0.3, 1.0, 1.0, 5.0, 50.0, 1e3]).unsqueeze(1)
-    return rows * scales
 
 
 def reference_cosine_similarity(features) -> torch.Tensor:
@@ -237,15 +215,6 @@ def neighbours_problem(got, similarity, queries, k: int) -> str | None:
     return None
 
 
-def expected_test_size(profile: str, root=None) -> int:
-    """Number of CIFAR-10 test images for ``profile`` (fixtures: as generated)."""
-    if profile in TEST_SIZES:
-        return TEST_SIZES[profile]
-    from featurelab.data import load_cifar10
-
-    return _PRISTINE["len"](load_cifar10(train=False, profile=profile, root=root))
-
-
 def split_targets(profile: str, root=None) -> torch.Tensor:
     """Labels ``(N,)`` of the CIFAR-10 test split of ``profile``, in dataset order."""
     from featurelab.data import load_cifar10
@@ -307,7 +276,6 @@ LAYER_ROWS = 1  # rows of every layer_features entry the judge recomputes (sent 
 ROW_TOLERANCE = 5e-2  # relative error of a feature row vs the judge's (batching, AMP)
 OUTPUT_TOLERANCE = 1e-3  # relative error, same input through the same layers
 # Shared cache key of the reference VGG16 (other judges may use the same model).
-MODEL_KEY = ("featurelab.backbones.load_model", "vgg16")
 
 
 def make_probes(seed: int, profile: str) -> ProbeSet:
@@ -357,18 +325,8 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
 
 
 def reference_model(context) -> nn.Module:
-    """The VGG16 the notebook works on (``load_model("vgg16", profile)``: the pretrained weights,
-    or the seeded random initialisation of the smoke profile), built once per grading worker."""
-    key = (*MODEL_KEY, context.profile)
-    if key not in context.cache:
-        import contextlib
-
-        from featurelab.backbones import load_model
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
-            model, _, _ = load_model("vgg16", profile=context.profile)
-        context.cache[key] = model.eval()
-    return context.cache[key]
+    """The VGG16 the notebook works on (``load_model("vgg16", profile)``), built once per worker."""
+    return reference_network(context.cache, "vgg16", context.profile)[0]
 
 
 def _per_run(context, name: str, compute):

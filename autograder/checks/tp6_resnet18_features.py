@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autograder.checks import reference_network
 from autograder.judge import Failed, ProbeSet, as_array, check_value
 
 RESNET18_PARAMS = 11_689_512
@@ -53,28 +54,6 @@ def probe_batch(model: nn.Module, n: int = 2, size: int = 224, seed: int = 0) ->
     """A seeded ``(n, 3, size, size)`` batch on ``model``'s device."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(n, 3, size, size, generator=generator).to(model_device(model))
-
-
-def perturbed_copy(model: nn.Module, seed: int = 0) -> nn.Module:
-    """A deep copy of ``model`` (eval mode) whose batch-norm statistics and affine parameters
-    are seeded random numbers, affine weights of both signs.
-
-    A random-initialised ResNet's batch norms are the identity in eval mode (mean 0, var 1,
-    weight 1, bias 0), so with the smoke profile's random weights a trunk that calls ``relu``
-    before ``bn1`` computes the same numbers as the right one. On this copy it does not: the
-    functions under test are also run on it, against the reference on the same copy.
-    """
-    clone = copy.deepcopy(model).eval()
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in clone.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                n = module.num_features
-                module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
-                module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                module.weight.copy_(torch.randn(n, generator=generator))
-                module.bias.copy_(torch.randn(n, generator=generator) * 0.5)
-    return clone
 
 
 def features_until(model: nn.Module, stage: str, images: torch.Tensor) -> torch.Tensor:
@@ -128,30 +107,10 @@ def max_abs_difference(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().double() - b.detach().double()).abs().max())
 
 
-def difference_probes() -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Seeded pairs of equal-shape tensors, including negative and one-element differences."""
-    generator = torch.Generator().manual_seed(11)
-    a = torch.randn(2, 5, 3, 3, generator=generator)
-    b = a.clone()
-    b[1, 4, 2, 0] -= 0.75  # a single negative difference: |.| is needed
-    c = torch.randn(4, generator=generator)
-    return [(a, b), (b, a), (c, c.clone()), (c, -c)]
-
-
 def most_active_channels(maps: torch.Tensor, k: int) -> torch.Tensor:
     """Indices ``(k,)`` of the channels of ``maps`` ``(C, H, W)`` with the largest mean
     activation, in decreasing order."""
     return torch.argsort(maps.detach().cpu().mean(dim=(1, 2)), descending=True)[:k]
-
-
-def activation_probes() -> list[tuple[torch.Tensor, int]]:
-    """Seeded ``(maps (C, H, W), k)`` cases with distinct channel means."""
-    generator = torch.Generator().manual_seed(12)
-    return [
-        (torch.rand(512, 7, 7, generator=generator), 64),
-        (torch.randn(10, 4, 6, generator=generator), 3),
-        (torch.rand(6, 2, 2, generator=generator), 6),
-    ]
 
 
 # ============================================================================================
@@ -266,17 +225,7 @@ def make_probes(seed: int, profile: str):
 
 
 def _reference_model(context, profile: str) -> nn.Module:
-    key = ("tp6_resnet18_features", "model", profile)
-    if key not in context.cache:
-        import contextlib
-        import io
-
-        from featurelab.backbones import load_model
-
-        with contextlib.redirect_stdout(io.StringIO()):  # the smoke profile's banner
-            model, weights, _ = load_model("resnet18", profile)
-        context.cache[key] = (model.eval(), weights)
-    return context.cache[key][0]
+    return reference_network(context.cache, "resnet18", profile)[0]
 
 
 def _image_batch(context, profile: str) -> torch.Tensor:
@@ -286,8 +235,7 @@ def _image_batch(context, profile: str) -> torch.Tensor:
         import skimage.data
         from PIL import Image
 
-        _reference_model(context, profile)
-        weights = context.cache[("tp6_resnet18_features", "model", profile)][1]
+        weights = reference_network(context.cache, "resnet18", profile)[1]
         image = Image.fromarray(skimage.data.chelsea())
         context.cache[key] = weights.transforms()(image).unsqueeze(0)
     return context.cache[key]

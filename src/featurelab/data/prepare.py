@@ -176,7 +176,7 @@ def dataset_dir(
     """
     spec = get_spec(name)
     base = data_root(root)
-    if _get_profile(profile).name == "smoke":
+    if _get_profile(profile).fixtures:
         return ensure_fixtures(base / "fixtures")[name]
     folder = base / spec.name / spec.folder
     if not folder.is_dir():

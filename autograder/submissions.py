@@ -52,55 +52,21 @@ them without reading them. Checkpoints and macOS resource forks are skipped sile
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import shutil
-import stat
-import time
 import unicodedata
-import zipfile
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .course import AutograderError
-
-SKIPPED_PARTS = {".ipynb_checkpoints", "__MACOSX"}
-MAX_ID = 64  # longest id kept as given
-ID_BASE = 48  # longest readable part of a changed id (then "-" and the hash)
-HASH_DIGITS = 8
-
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_HASHED = re.compile(r"-[0-9a-f]{8,16}$")
-_COPY_MARKER = re.compile(r"\s*\(\d+\)$")
-_WINDOWS_DEVICES = {
-    "con",
-    "prn",
-    "aux",
-    "nul",
-    *(f"com{i}" for i in range(10)),
-    *(f"lpt{i}" for i in range(10)),
-}
-_TRANSLITERATION = str.maketrans(
-    {
-        "ß": "ss",
-        "æ": "ae",
-        "Æ": "AE",
-        "ø": "o",
-        "Ø": "O",
-        "œ": "oe",
-        "Œ": "OE",
-        "ł": "l",
-        "Ł": "L",
-        "đ": "d",
-        "Đ": "D",
-        "ð": "d",
-        "Ð": "D",
-        "þ": "th",
-        "Þ": "Th",
-        "ı": "i",
-    }
+from .listing import SKIPPED_PARTS, ZipLimits, _Entry, _Listing, _read_zip, _walk, extract_zip  # noqa: F401
+from .student_names import (  # noqa: F401 (digest, report_name: the API of ids)
+    _split_flat_name,
+    _stem,
+    digest,
+    display_name,
+    printable,
+    report_name,
+    student_id,
 )
 
 
@@ -120,360 +86,6 @@ class Submission:
     def source(self) -> str:
         """The original name, as given (``grades.csv``'s ``source`` column)."""
         return self.label
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    """Bounds on what a .zip may make the grader extract (a member over one is refused)."""
-
-    max_members: int = 20_000  # entries considered, in archive order
-    max_member_bytes: int = 64 * 2**20  # one notebook, uncompressed
-    max_total_bytes: int = 4 * 2**30  # everything extracted
-    max_ratio: float = 200.0  # uncompressed / compressed ...
-    ratio_floor_bytes: int = 2**20  # ... for members larger than this
-
-
-# --------------------------------------------------------------------------------------------
-# names
-
-
-def display_name(text: str) -> str:
-    """``text`` as given, with what is not printable escaped the way :func:`ascii` does.
-
-    A byte that was not UTF-8 (a ``surrogateescape`` surrogate) shows as ``\\xNN``; a backslash
-    as ``\\\\``, so two different names never display the same.
-    """
-    out = []
-    for char in text:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char == "\\":
-            out.append("\\\\")
-        elif char.isprintable():
-            out.append(char)
-        else:
-            out.append(ascii(char)[1:-1])
-    return "".join(out)
-
-
-def printable(text: str) -> str:
-    """``text`` with surrogates and unprintable characters escaped (printable text unchanged)."""
-    if all(char.isprintable() and not 0xD800 <= ord(char) <= 0xDFFF for char in text):
-        return text
-    return display_name(text)
-
-
-def _encode(text: str) -> bytes:
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass")
-
-
-def digest(text: str, digits: int = HASH_DIGITS) -> str:
-    return hashlib.sha256(_encode(text)).hexdigest()[:digits]
-
-
-def transliterate(text: str) -> str:
-    """A readable ASCII form of ``text`` (``Zoë`` -> ``Zoe``; what has none is dropped)."""
-    text = text.translate(_TRANSLITERATION)
-    decomposed = unicodedata.normalize("NFKD", text)
-    return (
-        "".join(c for c in decomposed if not unicodedata.combining(c))
-        .encode("ascii", "ignore")
-        .decode()
-    )
-
-
-def _reserved(name: str) -> bool:
-    return name.split(".")[0].lower() in _WINDOWS_DEVICES
-
-
-def _readable(text: str, limit: int) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", transliterate(text)).strip("._-")
-    return cleaned[:limit].rstrip("._-") or "student"
-
-
-def student_id(raw: str, digits: int = HASH_DIGITS) -> str:
-    """The id of the student named ``raw`` (see the module docstring): unique and stable."""
-    key = unicodedata.normalize("NFC", raw)
-    if (
-        _SAFE.fullmatch(key)
-        and len(key) <= MAX_ID
-        and not _HASHED.search(key)
-        and not _reserved(key)
-    ):
-        return key
-    return f"{_readable(key, ID_BASE)}-{digest(key, digits)}"
-
-
-safe_id = student_id  # the former name
-
-
-def report_name(text: str, limit: int = MAX_ID) -> str:
-    """A short file-system-safe file name for ``text`` (an id stays as it is)."""
-    if _SAFE.fullmatch(text) and len(text) <= limit and not _reserved(text):
-        return text
-    return f"{_readable(text, limit - HASH_DIGITS - 1)}-{digest(text)}"
-
-
-def _split_flat_name(stem: str, assignments: list[str]) -> tuple[str, str | None]:
-    """``alice_tp1_x`` -> (``alice``, ``tp1_x``): the raw student name (may be empty)."""
-    stem = _COPY_MARKER.sub("", stem)
-    for assignment in sorted(assignments, key=len, reverse=True):
-        position = stem.rfind(assignment)
-        if position >= 0:
-            student = stem[:position].rstrip(" _-.") or stem[position + len(assignment) :].strip(
-                " _-."
-            )
-            return _COPY_MARKER.sub("", student), assignment
-    return stem.strip(), None
-
-
-def _stem(name: str) -> str:
-    return name[: -len(".ipynb")] if name.lower().endswith(".ipynb") else name
-
-
-# --------------------------------------------------------------------------------------------
-# listing the input: notebook entries, folders, other files (the same for a folder or a .zip)
-
-
-@dataclass
-class _Entry:
-    parts: tuple[str, ...]  # path relative to the input (as given; zip: safe form)
-    path: Path  # where to read it (problem entries: a folder, never read)
-    mtime: float
-    label: str
-    problem: str | None = None
-
-
-@dataclass
-class _Listing:
-    entries: list[_Entry] = field(default_factory=list)
-    dirs: set[tuple[str, ...]] = field(default_factory=set)
-    files: dict[tuple[str, ...], list[str]] = field(default_factory=dict)  # dir -> other files
-    errors: dict[tuple[str, ...], str] = field(default_factory=dict)  # dir -> why unreadable
-
-    def add_dirs(self, parts: tuple[str, ...]) -> None:
-        for end in range(1, len(parts) + 1):
-            self.dirs.add(parts[:end])
-
-
-def _skipped(parts: tuple[str, ...]) -> bool:
-    return bool(SKIPPED_PARTS & set(parts)) or parts[-1].startswith("._")
-
-
-def _is_notebook_name(name: str) -> bool:
-    return name.lower().endswith(".ipynb") and len(name) > len(".ipynb")
-
-
-def _walk(root: Path) -> _Listing:
-    listing = _Listing()
-    base = os.fspath(root)
-
-    def relative(path: str) -> tuple[str, ...]:
-        rel = os.path.relpath(path, base)
-        return () if rel == "." else tuple(rel.split(os.sep))
-
-    def failed(error: OSError) -> None:
-        listing.errors[relative(error.filename)] = f"cannot read the folder: {error.strerror}"
-
-    for dirpath, dirnames, filenames in os.walk(base, onerror=failed):
-        here = relative(dirpath)
-        dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_PARTS)
-        for name in dirnames:
-            if os.path.islink(os.path.join(dirpath, name)):
-                listing.errors[here + (name,)] = "a symbolic link to a folder: not followed"
-            listing.add_dirs(here + (name,))
-        for name in sorted(filenames):
-            parts = here + (name,)
-            if not _is_notebook_name(name):
-                listing.files.setdefault(here, []).append(name)
-                continue
-            if _skipped(parts):
-                continue
-            full = os.path.join(dirpath, name)
-            label = display_name("/".join(parts))
-            try:
-                info = os.lstat(full)
-            except OSError as error:
-                listing.entries.append(
-                    _Entry(
-                        parts, Path(dirpath), 0.0, label, f"cannot read the file: {error.strerror}"
-                    )
-                )
-                continue
-            problem = None
-            if stat.S_ISLNK(info.st_mode):
-                problem = "a symbolic link, not a notebook file: not graded"
-            elif not stat.S_ISREG(info.st_mode):
-                problem = "not a regular file: not graded"
-            listing.entries.append(
-                _Entry(
-                    parts, Path(dirpath) if problem else Path(full), info.st_mtime, label, problem
-                )
-            )
-    return listing
-
-
-def _member_name(member: zipfile.ZipInfo) -> str:
-    name = member.filename
-    if not member.flag_bits & 0x800:  # no UTF-8 flag: zipfile read cp437; most tools wrote UTF-8
-        try:
-            name = name.encode("cp437").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
-    return name.replace("\\", "/")
-
-
-def _unsafe(name: str) -> bool:
-    parts = name.split("/")
-    return (
-        name.startswith("/")
-        or ".." in parts
-        or bool(re.match(r"^[A-Za-z]:", name))
-        or "\x00" in name
-    )
-
-
-def _extract(bundle: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path, cap: int) -> int:
-    """Copy ``member`` to ``target``, at most ``cap`` bytes; returns the size, -1 if over."""
-    written = 0
-    with bundle.open(member) as source, open(target, "wb") as sink:
-        while True:
-            chunk = source.read(min(2**20, cap + 1 - written))
-            if not chunk:
-                return written
-            written += len(chunk)
-            if written > cap:
-                return -1
-            sink.write(chunk)
-
-
-def _mib(size: float) -> str:
-    return f"{size / 2**20:.1f} MiB" if size < 2**30 else f"{size / 2**30:.1f} GiB"
-
-
-def _read_zip(archive: Path, target: Path, limits: ZipLimits) -> _Listing:
-    listing = _Listing()
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    total = 0
-    labels: set[str] = set()
-    try:
-        bundle = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise AutograderError(f"{archive} is not a valid .zip file ({error})") from None
-    with bundle:
-        for index, member in enumerate(bundle.infolist()):
-            name = _member_name(member)
-            unsafe = _unsafe(name)
-            parts = tuple(p for p in name.split("/") if p not in ("", ".", ".."))
-            if not parts:
-                continue
-            if member.is_dir():
-                if not unsafe and not _skipped(parts):
-                    listing.add_dirs(parts)
-                continue
-            if not unsafe:
-                listing.add_dirs(parts[:-1])
-            if not _is_notebook_name(parts[-1]):
-                if not unsafe:
-                    listing.files.setdefault(parts[:-1], []).append(parts[-1])
-                continue
-            if _skipped(parts):
-                continue
-            label = display_name(name)
-            if label in labels:  # a .zip may hold one name twice: keep both, distinctly
-                label = f"{label} [member {index + 1}]"
-            labels.add(label)
-            try:
-                mtime = time.mktime((*member.date_time, 0, 0, -1))
-            except (OverflowError, ValueError):
-                mtime = 0.0
-            mode = member.external_attr >> 16
-            size, packed = member.file_size, member.compress_size
-            problem = None
-            if unsafe:
-                problem = (
-                    "unsafe path in the .zip (it leads outside the folder it is "
-                    "extracted to): not extracted"
-                )
-            elif stat.S_ISLNK(mode):
-                problem = "a symbolic link in the .zip, not a notebook: not extracted"
-            elif member.flag_bits & 0x1:
-                problem = "an encrypted member of the .zip: not extracted"
-            elif index >= limits.max_members:
-                problem = (
-                    f"the .zip holds more than {limits.max_members} members: this one "
-                    "(and the following ones) not extracted"
-                )
-            elif size > limits.max_member_bytes:
-                problem = (
-                    f"too large: {_mib(size)} uncompressed (limit "
-                    f"{_mib(limits.max_member_bytes)}): not extracted"
-                )
-            elif size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
-                problem = (
-                    f"compressed {size / max(packed, 1):.0f}:1 ({_mib(size)} from "
-                    f"{packed} bytes; limit {limits.max_ratio:g}:1), a zip bomb?: not "
-                    "extracted"
-                )
-            elif total + size > limits.max_total_bytes:
-                problem = (
-                    f"the .zip's total uncompressed size limit "
-                    f"({_mib(limits.max_total_bytes)}) is reached: not extracted"
-                )
-            if problem:
-                listing.entries.append(_Entry(parts, target, mtime, label, problem))
-                continue
-            destination = target / f"{index:06d}.ipynb"
-            cap = min(limits.max_member_bytes, limits.max_total_bytes - total)
-            try:
-                written = _extract(bundle, member, destination, cap)
-            except (
-                zipfile.BadZipFile,
-                zlib.error,
-                EOFError,
-                OSError,
-                NotImplementedError,
-                RuntimeError,
-                ValueError,
-            ) as error:
-                destination.unlink(missing_ok=True)
-                listing.entries.append(
-                    _Entry(
-                        parts,
-                        target,
-                        mtime,
-                        label,
-                        f"a damaged member of the .zip ({error}): not extracted",
-                    )
-                )
-                continue
-            if written < 0:
-                destination.unlink(missing_ok=True)
-                listing.entries.append(
-                    _Entry(
-                        parts,
-                        target,
-                        mtime,
-                        label,
-                        f"larger than its .zip header says (over {_mib(cap)}): not extracted",
-                    )
-                )
-                continue
-            total += written
-            listing.entries.append(_Entry(parts, destination, mtime, label))
-    return listing
-
-
-def extract_zip(archive: Path, target: Path, limits: ZipLimits = ZipLimits()) -> Path:
-    """Extract the safe ``.ipynb`` members of ``archive`` into ``target`` (see :func:`collect`)."""
-    _read_zip(Path(archive), Path(target), limits)
-    return Path(target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -703,7 +315,7 @@ def collect(
     assignments: list[str],
     assignment: str | None = None,
     unpack_dir: Path | None = None,
-    zip_limits: ZipLimits = ZipLimits(),
+    zip_limits: ZipLimits | None = None,
 ) -> list[Submission]:
     """All submissions under ``source`` (a folder, a .zip or one .ipynb); see the module doc.
 
@@ -718,7 +330,7 @@ def collect(
         if source.suffix.lower() == ".zip":
             if unpack_dir is None:
                 raise AutograderError("internal: unpack_dir is needed to read a .zip")
-            listing = _read_zip(source, Path(unpack_dir), zip_limits)
+            listing = _read_zip(source, Path(unpack_dir), zip_limits or ZipLimits())
             root_name = ""
         elif source.suffix.lower() == ".ipynb":
             raw, named = _split_flat_name(_stem(source.name), assignments)

@@ -159,7 +159,8 @@ def calibrate(
 
     Returns ``{assignment: {"metrics": {...}, "score": s, "max_score": m, "status": ...}}``.
     """
-    from . import batch, students
+    from . import batch as batching
+    from . import students
     from .submissions import Submission
 
     default_margin, per_metric = parse_margins(margins)
@@ -169,7 +170,7 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="featurelab-calibrate-") as tmp:
         out = Path(out) if out else Path(tmp) / "out"
         work = out / ".work"
-        template = batch.build_template(course_root, course_mod.assignments(course_root), work)
+        template = batching.build_template(course_root, course_mod.assignments(course_root), work)
         batch = []
         for assignment in assignment_ids:
             source = course_mod.read_notebook(course_mod.source_notebook(course_root, assignment))
@@ -177,12 +178,12 @@ def calibrate(
             path = Path(tmp) / "submissions" / f"solution_{assignment}.ipynb"
             students.write(solved, path)
             batch.append(Submission("solution", assignment, path, path.name, "flat"))
-        result = batch.grade_batch(
+        result = batching.grade_batch(
             batch,
             out=out,
             course_root=course_root,
             jobs=jobs,
-            options=batch.Options(profile=profile),
+            options=batching.Options(profile=profile),
             progress=progress,
             resume=False,
         )

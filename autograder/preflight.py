@@ -299,7 +299,8 @@ def preflight(
     out: Path | None = None,
 ) -> PreflightReport:
     """Run the checks (module docstring) and return the report."""
-    from . import batch, students
+    from . import batch as batching
+    from . import students
     from .submissions import Submission
 
     course_root = Path(course_root).resolve()
@@ -313,7 +314,7 @@ def preflight(
         return report
     with tempfile.TemporaryDirectory(prefix="featurelab-preflight-") as tmp:
         out = Path(out) if out else Path(tmp) / "out"
-        template = batch.build_template(
+        template = batching.build_template(
             course_root, course_mod.assignments(course_root), out / ".work"
         )
         limit = timeout_cell or template.execute_timeout
@@ -328,8 +329,8 @@ def preflight(
                 path = Path(tmp) / "submissions" / f"{who}_{assignment}.ipynb"
                 students.write(notebook, path)
                 batch.append(Submission(who, assignment, path, path.name, "flat"))
-        options = batch.Options(profile=profile, timeout_cell=timeout_cell)
-        result = batch.grade_batch(
+        options = batching.Options(profile=profile, timeout_cell=timeout_cell)
+        result = batching.grade_batch(
             batch,
             out=out,
             course_root=course_root,

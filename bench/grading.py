@@ -8,7 +8,7 @@ feature cache and a fresh gradebook:
 
 * ``plain``: nbgrader's own ``nbgrader autograde <id>`` over all students, one process,
   sequential (what an instructor runs without this project);
-* ``jobs=1`` / ``jobs=2``: ``autograder.batch.grade_batch`` (template gradebook copied per
+* ``jobs=1`` / ``jobs=2``: ``autograder.batching.grade_batch`` (template gradebook copied per
   submission, persistent workers, limits, repairs, journal), 1 then 2 workers.
 
 Prints wall times and submissions per minute. Numbers, not pass/fail: the machine's load
@@ -29,7 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from autograder import batch, course, students, template  # noqa: E402
+from autograder import batch as batching  # noqa: E402
+from autograder import course, students, template  # noqa: E402
 from autograder.submissions import Submission  # noqa: E402
 
 
@@ -71,11 +72,11 @@ def ours(assignment: str, notebooks: list[Path], work: Path, jobs: int, cache: P
         for i, path in enumerate(notebooks)
     ]
     started = time.monotonic()
-    result = batch.grade_batch(
+    result = batching.grade_batch(
         batch,
         out=work / f"out-jobs{jobs}",
         course_root=course.REPO_ROOT,
-        options=batch.Options(profile="smoke", timeout_cell=600),
+        options=batching.Options(profile="smoke", timeout_cell=600),
         jobs=jobs,
         cache_dir=cache,
         progress=False,
@@ -107,7 +108,7 @@ def main() -> int:
         data = work / "data"
         ensure_fixtures(data / "fixtures")
         os.environ["FEATURELAB_DATA"] = str(data)
-        template = batch.build_template(course.REPO_ROOT, [args.assignment], work / "template")
+        template = batching.build_template(course.REPO_ROOT, [args.assignment], work / "template")
         source = course.read_notebook(course.source_notebook(course.REPO_ROOT, args.assignment))
         solved = students.solved_release(source, template.release(args.assignment).notebook)
         notebooks = []

@@ -46,7 +46,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from extract import realdata_dir  # noqa: E402  (bench/extract.py, next to this file)
 
-from autograder import batch, course, students  # noqa: E402
+from autograder import batch as batching  # noqa: E402
+from autograder import course, students  # noqa: E402
 from autograder.submissions import Submission  # noqa: E402
 from featurelab import backbones  # noqa: E402
 from featurelab import data as fl_data  # noqa: E402
@@ -134,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["FEATURELAB_DATA"] = str(build_data_root(realdata, work / "data"))
         stand_in_weights(work / "torch")
         cache = work / "cache"
-        template = batch.build_template(course.REPO_ROOT, assignments, work / "grading-work")
-        options = batch.Options(profile="grading", timeout_cell=900)
+        template = batching.build_template(course.REPO_ROOT, assignments, work / "grading-work")
+        options = batching.Options(profile="grading", timeout_cell=900)
         rows = []
         print(
             f"# grading profile, 1 job, {os.cpu_count()} cores, shared cache; seconds per notebook",
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     students.write(solved, path)
                     subs.append(Submission(who, assignment, path, path.name, "flat"))
                 load = os.getloadavg()[0]
-                result = batch.grade_batch(
+                result = batching.grade_batch(
                     subs,
                     out=work / "out" / assignment / phase,
                     course_root=course.REPO_ROOT,

@@ -12,9 +12,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MPLBACKEND ?= Agg
 PYTEST_ARGS ?=
 
-.PHONY: setup sandbox-tools demo test release edition lab fixtures bench lint clean
+.PHONY: setup sandbox-tools browser-tools demo test release edition lab fixtures bench lint clean
 
-setup: $(STAMP) sandbox-tools
+setup: $(STAMP) sandbox-tools browser-tools
 
 # The grading sandbox needs bubblewrap (Debian/Ubuntu package): installed when we are root.
 sandbox-tools:
@@ -22,6 +22,15 @@ sandbox-tools:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
 	  else echo "note: install bubblewrap (apt-get install bubblewrap): grading refuses untrusted code without it"; fi; }
+
+# The browser tests (tests/test_browser.py: formgrader, the question page, JupyterLab) drive
+# Debian's chromium with selenium: installed when we are root; skipped (saying why) without it.
+browser-tools:
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	      || echo "note: could not install chromium: the browser tests will be skipped"; \
+	  else echo "note: install chromium and chromium-driver (apt-get install chromium chromium-driver): the browser tests are skipped without them"; fi; }
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,7 +41,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP) sandbox-tools
 	$(PY) -m autograder demo
 
-test: $(STAMP) sandbox-tools lint
+test: $(STAMP) sandbox-tools browser-tools lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 release: $(STAMP)

@@ -2,4 +2,5 @@
 
 from autograder.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a Dask worker process (spawned) imports it as __mp_main__
+    raise SystemExit(main())

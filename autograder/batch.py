@@ -5,10 +5,12 @@ resume from ``OUT/.state``, the ``grade`` command (per-submission grading: :mod:
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import os
 import shutil
+import sys
 import threading
-import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,9 @@ import nbformat
 
 from . import course as course_mod
 from .course import REPO_ROOT, AutograderError
+from .gradebook import update_after_grade as report_course
 from .grading import (
+    DEFAULT_DISK_MB,
     DEFAULT_MEMORY_MB,
     DEFAULT_PROFILE,
     DEFAULT_TIMEOUT_S,
@@ -57,7 +61,7 @@ def promote_cache_entries(source: Path, shared: Path) -> int:
     """Copy the valid feature-cache entries of a *trusted* run (the reference solution) into the
     shared cache that every sandbox reads (never a student's: that would let one student poison
     another's features). Atomic per entry; entries already there are kept. Returns the count."""
-    from featurelab import cache
+    from featurelab import _io, cache
 
     promoted = 0
     if not source.is_dir():
@@ -68,10 +72,10 @@ def promote_cache_entries(source: Path, shared: Path) -> int:
         target = cache.entry_path(shared, key)
         if target.exists() or path.is_symlink() or cache.load(source, key) is None:
             continue
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        shutil.copyfile(path, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        # a unique temporary file, fsync-ed, renamed into place: safe with concurrent writers
+        # (several workers, machines sharing the folder over NFS); readers check the CRC
+        with open(path, "rb") as source_file, _io.atomic_writer(target) as target_file:
+            shutil.copyfileobj(source_file, target_file)
         promoted += 1
     return promoted
 
@@ -104,6 +108,133 @@ def _default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def check_sandbox(options: Options) -> None:
+    """Refuse to grade where the OS sandbox cannot run (unless ``--insecure``) or cannot read
+    the data and the weights (run where the sandboxes run: here, or on each Dask worker)."""
+    from . import jail
+
+    jail.require_jail(options.insecure)
+    if options.insecure:
+        return
+    from featurelab.data import data_root
+
+    torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
+    unreadable = jail.unreadable_for_sandbox([str(data_root()), str(torch_home)])
+    if unreadable:
+        raise AutograderError(
+            "the grading sandbox runs as an unprivileged user that cannot read "
+            + ", ".join(unreadable)
+            + ": make them readable (chmod o+rx on the folder, "
+            "o+r on the files), or move the data/weights elsewhere"
+        )
+
+
+def prepare_data(options: Options) -> None:
+    """The sandbox sees the data read-only: build the smoke profile's fixtures first."""
+    if options.profile == "smoke":
+        from featurelab.data import data_root, ensure_fixtures
+
+        ensure_fixtures(data_root() / "fixtures")
+
+
+# --------------------------------------------------------------------------------------------
+# executors: where the submissions run (this machine's threads, or a Dask cluster)
+
+
+@dataclass
+class Plan:
+    """One run for an executor: the context, the submissions, the indexes of those to grade
+    now, and the assignments whose reference runs warm the shared cache first."""
+
+    context: RunContext
+    submissions: list[Submission]
+    todo: list[int]
+    to_warm: list[str]
+    jobs: int
+
+
+# executor(plan, on_reference(record), on_record(index, record)) -> interrupted?
+Executor = Callable[[Plan, Callable[[Record], None], Callable[[int, Record], None]], bool]
+
+
+def run_local(plan: Plan, on_reference, on_record) -> bool:
+    """The embedded pool: ``plan.jobs`` threads, each supervising one grading worker; every
+    record is saved in ``OUT/.state`` by :func:`grade_one` as it finishes."""
+    context = plan.context
+    interrupted = False
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=plan.jobs)
+    futures: dict = {}
+    try:
+        # first the trusted reference runs that fill the shared feature cache, in parallel
+        for future in concurrent.futures.as_completed(
+            [executor.submit(warm_up, a, context) for a in plan.to_warm]
+        ):
+            try:
+                on_reference(future.result())
+            except Cancelled:
+                continue
+        futures = {executor.submit(grade_one, plan.submissions[i], context): i for i in plan.todo}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                on_record(futures[future], future.result())
+            except Cancelled:
+                continue
+    except KeyboardInterrupt:
+        interrupted = True
+        context.cancel.set()
+        for future in futures:
+            future.cancel()
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        context.close_workers()
+    return interrupted
+
+
+def executor_for(scheduler: str | None) -> Executor:
+    """No scheduler: :func:`run_local`; ``tcp://HOST:PORT`` or ``local:N``: Dask
+    (:mod:`autograder.cluster`)."""
+    if scheduler is None:
+        return run_local
+    from . import cluster
+
+    return functools.partial(cluster.run, scheduler=cluster.parse_scheduler(scheduler))
+
+
+# --------------------------------------------------------------------------------------------
+# the batch
+
+
+def _resumed(
+    submissions: list[Submission], context: RunContext, resume: bool
+) -> tuple[dict[int, Record], list[int]]:
+    """The records saved by an earlier run with the same key, and the indexes still to grade."""
+    records: dict[int, Record] = {}
+    todo: list[int] = []
+    for index, submission in enumerate(submissions):
+        state = _state_path(context.out, submission)
+        if resume and state.is_file():
+            try:
+                data = submission.path.read_bytes()
+                saved = load_state(state, submission_key(data, submission, context))
+                if saved is not None:
+                    records[index] = saved
+                    continue
+            except OSError:
+                pass
+        todo.append(index)
+    return records, todo
+
+
+def _to_warm(plan_todo: list[Submission], context: RunContext, warm_up_min: int) -> list[str]:
+    counts: dict[str, int] = {}
+    for submission in plan_todo:
+        if submission.assignment:
+            counts[submission.assignment] = counts.get(submission.assignment, 0) + 1
+    return sorted(
+        a for a, n in counts.items() if n >= warm_up_min and a in context.template.releases
+    )
+
+
 def grade_batch(
     submissions: list[Submission],
     *,
@@ -118,6 +249,7 @@ def grade_batch(
     assignments: list[str] | None = None,
     work_dir: Path | None = None,
     warm_up_min: int = WARM_UP_MIN_SUBMISSIONS,
+    scheduler: str | None = None,
 ) -> BatchResult:
     """Grade ``submissions`` into ``out`` (state, logs; reports are written by the caller).
 
@@ -126,10 +258,16 @@ def grade_batch(
 
     ``work_dir`` (default ``out/.work``) holds the template course (reused by any run with the
     same sources), the per-submission temporary courses and the kernels' IPython profile.
+    ``scheduler``: None (this machine's threads, ``jobs`` of them), ``tcp://HOST:PORT`` (an
+    existing Dask cluster) or ``local:N`` (N local Dask worker processes); see
+    :mod:`autograder.cluster`. ``cache_dir`` must then be a folder every worker sees.
     """
     from tqdm.auto import tqdm
 
+    from . import judge
+
     options = options or Options()
+    executor = executor_for(scheduler)
     out = Path(out).resolve()
     work_dir = Path(work_dir).resolve() if work_dir else out / ".work"
     (work_dir / "runs").mkdir(parents=True, exist_ok=True)
@@ -138,33 +276,16 @@ def grade_batch(
     assignment_ids = assignments or course_mod.assignments(course_root)
     if not assignment_ids:
         raise AutograderError(f"no assignment in {Path(course_root) / course_mod.SOURCE_DIR}")
-    from . import jail, judge
-
-    jail.require_jail(options.insecure)
-    if not options.insecure:
-        from featurelab.data import data_root
-
-        torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch")
-        unreadable = jail.unreadable_for_sandbox([str(data_root()), str(torch_home)])
-        if unreadable:
-            raise AutograderError(
-                "the grading sandbox runs as an unprivileged user that cannot read "
-                + ", ".join(unreadable)
-                + ": make them readable (chmod o+rx on the folder, "
-                "o+r on the files), or move the data/weights elsewhere"
-            )
+    if scheduler is None:  # on a cluster, each worker checks where its sandboxes run
+        check_sandbox(options)
     if options.insecure:
-        import sys
-
         print(
             "WARNING: --insecure: student code runs WITHOUT the OS sandbox; it can read the "
             "references and change any grade. Only for code you trust.",
             file=sys.stderr,
         )
-    if options.profile == "smoke":  # the sandbox sees the data read-only: build them first
-        from featurelab.data import data_root, ensure_fixtures
-
-        ensure_fixtures(data_root() / "fixtures")
+    if scheduler is None:
+        prepare_data(options)
     template = build_template(course_root, assignment_ids, work_dir)
     jobs = max(1, min(jobs or _default_jobs(), len(submissions) or 1))
     context = RunContext(
@@ -178,59 +299,20 @@ def grade_batch(
         keep_work=keep_work,
         seed=judge.run_seed(),
     )
-
-    records: dict[int, Record] = {}
-    todo: list[int] = []
-    for index, submission in enumerate(submissions):
-        state = _state_path(out, submission)
-        if resume and state.is_file():
-            try:
-                data = submission.path.read_bytes()
-                saved = load_state(state, submission_key(data, submission, context))
-                if saved is not None:
-                    records[index] = saved
-                    continue
-            except OSError:
-                pass
-        todo.append(index)
-
-    counts: dict[str, int] = {}
-    for index in todo:
-        if submissions[index].assignment:
-            counts[submissions[index].assignment] = counts.get(submissions[index].assignment, 0) + 1
-    to_warm = sorted(
-        a for a, n in counts.items() if n >= warm_up_min and a in context.template.releases
-    )
+    records, todo = _resumed(submissions, context, resume)
+    to_warm = _to_warm([submissions[i] for i in todo], context, warm_up_min)
     references: list[Record] = []
     bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
-    interrupted = False
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
-    futures: dict = {}
+
+    def on_record(index: int, record: Record) -> None:
+        records[index] = record
+        bar.update(1)
+        bar.set_postfix_str(f"{record.student}: {record.status}")
+
     try:
-        # first the trusted reference runs that fill the shared feature cache, in parallel
-        for future in concurrent.futures.as_completed(
-            [executor.submit(warm_up, a, context) for a in to_warm]
-        ):
-            try:
-                references.append(future.result())
-            except Cancelled:
-                continue
-        futures = {executor.submit(grade_one, submissions[i], context): i for i in todo}
-        for future in concurrent.futures.as_completed(futures):
-            index = futures[future]
-            try:
-                records[index] = future.result()
-            except Cancelled:
-                continue
-            bar.update(1)
-            bar.set_postfix_str(f"{records[index].student}: {records[index].status}")
-    except KeyboardInterrupt:
-        interrupted = True
-        context.cancel.set()
-        for future in futures:
-            future.cancel()
+        plan = Plan(context, submissions, todo, to_warm, jobs)
+        interrupted = executor(plan, references.append, on_record) if todo else False
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
         context.close_workers()
         bar.close()
     ordered = [records[i] for i in sorted(records)]
@@ -254,12 +336,14 @@ def grade(
     timeout_cell: int | None = None,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     memory_mb: float | None = DEFAULT_MEMORY_MB,
+    disk_mb: float | None = DEFAULT_DISK_MB,
     cache_dir: Path | None = None,
     progress: bool = True,
     resume: bool = True,
     keep_work: bool = False,
     insecure: bool = False,
     work_dir: Path | None = None,
+    scheduler: str | None = None,
 ) -> BatchResult:
     """``python -m autograder grade``: collect, grade in parallel, write every report.
 
@@ -287,6 +371,7 @@ def grade(
         timeout_cell=timeout_cell,
         timeout=timeout,
         memory_mb=memory_mb,
+        disk_mb=disk_mb,
         insecure=insecure,
     )
     result = grade_batch(
@@ -300,15 +385,15 @@ def grade(
         resume=resume,
         keep_work=keep_work,
         work_dir=work_dir,
+        scheduler=scheduler,
     )
     report.write_reports(result.records, out, course_root=course_root)
+    report_course(result.records, out, course_root=course_root, work_dir=work_dir)
     return result
 
 
 def main(submissions: Path, *, out: Path, quiet: bool = False, **kwargs) -> int:
     """CLI entry point of ``grade`` (exit code: 0 done, 130 interrupted)."""
-    import sys
-
     from . import report
 
     result = grade(submissions, out=out, progress=not quiet, **kwargs)

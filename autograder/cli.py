@@ -3,11 +3,16 @@
     python -m autograder release [ASSIGNMENT ...] [--check]
     python -m autograder release --student DIR [--git] [--force] [--allow-placeholder]
     python -m autograder grade SUBMISSIONS --out DIR [--jobs N] [--profile P] [--assignment A]
-                               [--timeout-cell S] [--timeout S] [--memory-mb M] [--cache DIR]
+                               [--timeout-cell S] [--timeout S] [--memory-mb M] [--disk-mb D]
+                               [--cache DIR]
                                [--accept-uncalibrated] [--insecure]
+                               [--scheduler tcp://HOST:PORT | local:N]
     python -m autograder calibrate [--profile P] [--assignment A ...] [--margin M | metric=M ...]
     python -m autograder preflight [--assignment A ...] [--profile P] [--jobs N]
     python -m autograder demo [--out DIR] [--jobs N]
+    python -m autograder gradebook OUT            (the nbgrader course formgrader opens)
+    python -m autograder questions OUT [--port P] [--names]   (grade by question)
+    python -m autograder export OUT [--to DIR]    (final grades: auto + hand points)
 
 Every command works on the course at the repository root (``--course-root`` for another one).
 """
@@ -18,9 +23,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from .course import REPO_ROOT, AutograderError
+from featurelab.profiles import PROFILES
 
-PROFILES = ("full", "grading", "smoke")
+from .course import (
+    DEFAULT_DISK_MB,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PROFILE,
+    DEFAULT_TIMEOUT_S,
+    REPO_ROOT,
+    AutograderError,
+)
 
 
 def _positive_int(text: str) -> int:
@@ -107,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--profile",
         choices=PROFILES,
-        default="grading",
-        help="FEATURELAB_PROFILE of the grading kernels (default: grading)",
+        default=DEFAULT_PROFILE,
+        help=f"FEATURELAB_PROFILE of the grading kernels (default: {DEFAULT_PROFILE})",
     )
     grade.add_argument(
         "--assignment",
@@ -127,16 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument(
         "--timeout",
         type=_positive_float,
-        default=1800.0,
+        default=DEFAULT_TIMEOUT_S,
         metavar="S",
-        help="wall-clock limit per submission in seconds (default: 1800)",
+        help=f"wall-clock limit per submission in seconds (default: {DEFAULT_TIMEOUT_S:g})",
     )
     grade.add_argument(
         "--memory-mb",
         type=_positive_float,
-        default=6000.0,
+        default=DEFAULT_MEMORY_MB,
         metavar="M",
-        help="memory limit per submission: RSS of its process tree (default: 6000)",
+        help=f"memory limit per submission: RSS of its process tree (default: {DEFAULT_MEMORY_MB:g})",
+    )
+    grade.add_argument(
+        "--disk-mb",
+        type=_positive_float,
+        default=DEFAULT_DISK_MB,
+        metavar="D",
+        help="disk limit per submission: the files its sandbox writes "
+        f"(default: {DEFAULT_DISK_MB:g})",
     )
     grade.add_argument(
         "--cache",
@@ -144,6 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="DIR",
         help="feature cache shared by the workers (default: OUT/.cache)",
+    )
+    grade.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="grade on Dask: tcp://HOST:PORT (a running scheduler; --cache then on a folder "
+        "every worker sees) or local:N (N worker processes here); default: this machine's "
+        "threads (--jobs)",
     )
     grade.add_argument(
         "--no-resume",
@@ -172,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = commands.add_parser(
         "calibrate", help="run the solutions, record their metrics, write thresholds.json"
     )
-    calibrate.add_argument("--profile", choices=PROFILES, default="grading")
+    calibrate.add_argument("--profile", choices=PROFILES, default=DEFAULT_PROFILE)
     calibrate.add_argument(
         "--assignment",
         action="append",
@@ -208,8 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument(
         "--profile",
         choices=PROFILES,
-        default="grading",
-        help="profile the solutions run in (default: grading)",
+        default=DEFAULT_PROFILE,
+        help=f"profile the solutions run in (default: {DEFAULT_PROFILE})",
     )
     preflight.add_argument("--jobs", "-j", type=_positive_int, default=None)
     preflight.add_argument("--timeout-cell", type=_positive_int, default=None, metavar="S")
@@ -220,7 +248,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="offline demo: fixtures, release, grade a class")
     demo.add_argument("--out", type=Path, default=REPO_ROOT / "demo")
     demo.add_argument("--jobs", "-j", type=_positive_int, default=None)
+    _add_hand_grading_commands(commands)
     return parser
+
+
+def _add_hand_grading_commands(commands) -> None:
+    """``gradebook``, ``questions``, ``export``: the hand-graded answers and the final grades."""
+    gradebook = commands.add_parser(
+        "gradebook", help="write OUT/course, the nbgrader course formgrader opens"
+    )
+    gradebook.add_argument("out", type=Path, metavar="OUT", help="the --out folder of `grade`")
+    questions = commands.add_parser(
+        "questions", help="grade the free-text answers one question at a time (web page)"
+    )
+    questions.add_argument("out", type=Path, metavar="OUT", help="the --out folder of `grade`")
+    questions.add_argument("--port", type=int, default=8800, help="default: 8800 (0: any)")
+    questions.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (local only)")
+    questions.add_argument(
+        "--names", action="store_true", help="show the student ids (default: anonymised)"
+    )
+    export = commands.add_parser(
+        "export", help="final grades.csv, LMS CSV, Gradescope results and feedback"
+    )
+    export.add_argument("out", type=Path, metavar="OUT", help="the --out folder of `grade`")
+    export.add_argument("--to", type=Path, default=None, metavar="DIR", help="default: OUT/export")
 
 
 def _terminate_as_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -292,11 +343,13 @@ def _dispatch(args: argparse.Namespace) -> int:
             timeout_cell=args.timeout_cell,
             timeout=args.timeout,
             memory_mb=args.memory_mb,
+            disk_mb=args.disk_mb,
             cache_dir=args.cache,
             resume=not args.no_resume,
             keep_work=args.keep_work,
             insecure=args.insecure,
             quiet=args.quiet,
+            scheduler=args.scheduler,
         )
     if args.command == "calibrate":
         from . import calibrate
@@ -321,8 +374,24 @@ def _dispatch(args: argparse.Namespace) -> int:
             timeout_cell=args.timeout_cell,
             static_only=args.static_only,
         )
+    if args.command in ("gradebook", "questions", "export"):
+        return _dispatch_hand_grading(args, course_root)
     if args.command == "demo":
         from . import demo
 
         return demo.main(out=args.out, jobs=args.jobs, course_root=course_root)
     raise AssertionError(args.command)
+
+
+def _dispatch_hand_grading(args: argparse.Namespace, course_root: Path) -> int:
+    if args.command == "gradebook":
+        from . import gradebook
+
+        return gradebook.main(out=args.out, course_root=course_root)
+    if args.command == "questions":
+        from . import questions
+
+        return questions.main(out=args.out, host=args.host, port=args.port, names=args.names)
+    from . import export
+
+    return export.main(out=args.out, target=args.to)

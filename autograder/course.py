@@ -28,6 +28,7 @@ IGNORED_NAMES = (".ipynb_checkpoints", "__pycache__", ".DS_Store")
 DEFAULT_PROFILE = "grading"
 DEFAULT_TIMEOUT_S = 1800.0  # wall clock per submission
 DEFAULT_MEMORY_MB = 6000.0  # RSS of a submission's process tree
+DEFAULT_DISK_MB = 4000.0  # files a submission's sandbox writes (its scratch folder)
 
 
 class AutograderError(RuntimeError):

@@ -10,9 +10,12 @@
    mode), each applied to the solution by an exact text edit that fails loudly if the
    notebook changed;
 3. grades them in parallel in the ``smoke`` profile (random-initialised weights, fixtures)
-   into ``demo/`` (git-ignored): ``grades.csv``, ``feedback/``, ``results/``;
+   into ``demo/`` (git-ignored): ``grades.csv``, ``feedback/``, ``results/``, and the nbgrader
+   course ``demo/course/`` that formgrader opens, its free-text answers waiting for a score
+   (:mod:`autograder.gradebook`);
 4. prints the gradebook and checks that every mistake lost exactly the points of the test
-   cells it should (exit code 1 otherwise).
+   cells it should (exit code 1 otherwise), then says how to grade the free-text answers
+   (formgrader, or one question at a time) and export the final grades.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def demo(
     """Run the demo (module docstring); returns ``(batch result, problems)``."""
     from featurelab.data import data_root, ensure_fixtures
 
-    from . import batch, report
+    from . import batch, gradebook, report
     from .submissions import Submission
 
     course_root = Path(course_root).resolve()
@@ -152,16 +155,16 @@ def demo(
     )
     folder = out / "submissions"
     paths = build_submissions(folder, template, course_root, items)
-    batch = [
+    submissions = [
         Submission(item.student, item.assignment, path, path.name, "flat")
         for item, path in zip(items, paths, strict=True)
     ]
-    print(f"[3/4] {len(batch)} submissions in {folder}:")
+    print(f"[3/4] {len(submissions)} submissions in {folder}:")
     for item in items:
         print(f"      {item.student:6s} {item.assignment:24s} {item.description}")
     print(f"[4/4] grading in the smoke profile with {jobs or os.cpu_count()} worker(s)...")
     result = batch.grade_batch(
-        batch,
+        submissions,
         out=out,
         course_root=course_root,
         jobs=jobs,
@@ -170,6 +173,7 @@ def demo(
         work_dir=work,
     )
     report.write_reports(result.records, out, course_root=course_root)
+    course = gradebook.write_course(result.records, out, course_root=course_root, work_dir=work)
     problems = check_outcomes(result.records, items)
     print()
     print(report.format_table(result.records))
@@ -179,6 +183,7 @@ def demo(
     for record in result.records[:3]:
         print(f"          {report.feedback_path(out, record)}")
     print(f"results:  {out / 'results'}/<student>.json (Gradescope format)")
+    print(gradebook.describe(course, out))
     for problem in problems:
         print(f"UNEXPECTED: {problem}")
     verdict = (

@@ -27,7 +27,7 @@ td.points{white-space:nowrap;text-align:right;font-variant-numeric:tabular-nums}
 code,.msg{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.88rem}
 .msg{white-space:pre-wrap}
 .passed{color:#1a7f37}.failed,.timeout,.crashed,.memory,.not_run,.no_answer{color:#d1242f}
-.partial{color:#9a6700}.manual{color:#59636e}
+.partial{color:#9a6700}.manual,.graded{color:#59636e}
 footer{margin-top:2rem;color:#59636e;font-size:.85rem}
 """
 
@@ -38,8 +38,10 @@ OUTCOME_LABEL = {
     "timeout": "⏱ time limit",
     "crashed": "✘ crashed",
     "memory": "✘ memory limit",
+    "disk": "✘ disk limit",
     "not_run": "– not run",
     "manual": "✎ to be graded by hand",
+    "graded": "✎ graded by hand",
     "no_answer": "✘ no answer",
 }
 
@@ -61,8 +63,9 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
-def render(record) -> str:
-    """The HTML page of one :class:`autograder.results.Record`."""
+def render(record, *, final: bool = False) -> str:
+    """The HTML page of one :class:`autograder.results.Record` (``final``: with the scores
+    given by hand, from ``export``: the total is then the whole score)."""
     e = html.escape
     assignment = record.assignment or "(unknown assignment)"
     rows = []
@@ -101,6 +104,7 @@ def render(record) -> str:
         else ""
     )
     pending = f" (+ {manual_points:g} point(s) to be graded by hand)" if manual_points else ""
+    title = "Score" if final else "Automatic score"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -110,7 +114,7 @@ def render(record) -> str:
 <body>
 <h1>Feedback: {e(assignment)}</h1>
 <p class="meta">Student <strong>{e(record.student)}</strong> · file <code>{e(record.label)}</code></p>
-<div class="total">Automatic score: <strong>{_fmt(record.score)} / {_fmt(record.max_score)}</strong>{e(pending)}
+<div class="total">{title}: <strong>{_fmt(record.score)} / {_fmt(record.max_score)}</strong>{e(pending)}
 <br><span class="meta">{e(STATUS_TEXT.get(record.status, record.status))}</span></div>
 {notes}
 {table}

@@ -32,7 +32,6 @@ hang, crash or eat the machine. So:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,13 +40,19 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
 from . import course as course_mod
 from . import repair as repair_mod
+from .course import (  # noqa: F401 (API)
+    DEFAULT_DISK_MB,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_PROFILE,
+    DEFAULT_TIMEOUT_S,
+)
 from .judged_execute import (
     COURSE_ROOT_ENV,
     JAIL_ENV,
@@ -67,12 +72,18 @@ from .results import (
     running_cell,
 )
 from .sandbox import Limits, Worker
+from .state import (  # noqa: F401 (the API of a grading run)
+    _record_digest,
+    _state_path,
+    atomic_write_json,
+    atomic_write_text,
+    load_state,
+    save_record,
+    submission_key,
+)
 from .submissions import Submission
 from .template import Template, course_config_text
 
-DEFAULT_PROFILE = "grading"
-DEFAULT_TIMEOUT_S = 1800.0
-DEFAULT_MEMORY_MB = 6000.0
 MAX_ATTEMPTS = 3
 
 
@@ -88,19 +99,16 @@ class Options:
     timeout_cell: int | None = None  # None: Execute.timeout of nbgrader_config.py
     timeout: float | None = DEFAULT_TIMEOUT_S
     memory_mb: float | None = DEFAULT_MEMORY_MB
+    disk_mb: float | None = DEFAULT_DISK_MB  # what the sandbox may write (scratch folder)
     insecure: bool = False  # run student code without the OS sandbox (explicit choice only)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (the one helper of the project: :mod:`featurelab._io`)."""
-    from featurelab._io import atomic_write_text as write
+def _notebook_text(notebook) -> str:
+    import warnings
 
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write(path, text)
-
-
-def atomic_write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nbformat.writes(notebook)
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,55 +180,18 @@ class RunContext:
             worker.close()
 
 
-def _state_path(out: Path, submission: Submission) -> Path:
-    name = hashlib.sha1(submission.label.encode()).hexdigest()[:16]
-    return out / ".state" / f"{name}.json"
-
-
-def submission_key(data: bytes, submission: Submission, context: RunContext) -> str:
-    digest = hashlib.sha256(data)
-    digest.update(
-        json.dumps(
-            {
-                "assignment": submission.assignment,
-                "student": submission.student,
-                "notes": list(submission.notes),  # the extra files listed in the reasons
-                "course": context.template.fingerprints,
-                "options": asdict(context.options),
-            },
-            sort_keys=True,
-        ).encode()
-    )
-    return digest.hexdigest()
-
-
-def _record_digest(key: str, record: dict) -> str:
-    return hashlib.sha256(json.dumps([key, record], sort_keys=True).encode()).hexdigest()
-
-
-def _finish(record: Record, context: RunContext, submission: Submission, key: str) -> Record:
-    data = record.to_dict()
-    atomic_write_json(
-        _state_path(context.out, submission),
-        {"key": key, "record": data, "digest": _record_digest(key, data)},
-    )
-    return record
-
-
-def load_state(path: Path, key: str) -> Record | None:
-    """The saved record of a submission, if it was graded with the same ``key`` and the file
-    is intact (its digest matches); else None (it is graded again)."""
-    try:
-        saved = json.loads(path.read_text())
-        if saved.get("key") != key or saved.get("digest") != _record_digest(key, saved["record"]):
-            return None
-        return Record.from_dict(saved["record"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-
-
 def grade_one(submission: Submission, context: RunContext) -> Record:
-    """Grade one submission; never raises (except :class:`Cancelled`)."""
+    """Grade one submission and save its record; never raises (except :class:`Cancelled`)."""
+    record, key = grade_unsaved(submission, context)
+    return record if key is None else save_record(context.out, submission, key, record)
+
+
+def grade_unsaved(
+    submission: Submission, context: RunContext, data: bytes | None = None
+) -> tuple[Record, str | None]:
+    """Grade one submission without saving it: ``(record, resume key)``, the key None when
+    there is nothing to resume (refused at intake, unreadable). ``data``: the file's bytes,
+    read by the caller (a Dask worker cannot read the grader's files)."""
     started = time.monotonic()
     if submission.problem:  # refused at intake (empty folder, zip bomb, link...): never read
         record = _rejected(
@@ -230,17 +201,14 @@ def grade_one(submission: Submission, context: RunContext) -> Record:
             context,
         )
         record.reasons += list(submission.notes)
-        return record
+        return record, None
     try:
-        data = submission.path.read_bytes()
+        data = submission.path.read_bytes() if data is None else data
     except OSError as error:
-        return Record(
-            submission.student,
-            submission.assignment,
-            submission.label,
-            "invalid",
-            [f"cannot read the file: {error.strerror}", *submission.notes],
-        )
+        reason = f"cannot read the file: {error.strerror}"
+        record = Record(submission.student, submission.assignment, submission.label, "invalid")
+        record.reasons = [reason, *submission.notes]
+        return record, None
     key = submission_key(data, submission, context)
     try:
         record = _grade(submission, data, context)
@@ -259,7 +227,7 @@ def grade_one(submission: Submission, context: RunContext) -> Record:
         record.log = str(log.relative_to(context.out))
     record.reasons += [note for note in submission.notes if note not in record.reasons]
     record.seconds = round(time.monotonic() - started, 2)
-    return _finish(record, context, submission, key)
+    return record, key
 
 
 def _rejected(submission: Submission, assignment: str | None, rejection, context) -> Record:
@@ -433,7 +401,12 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         }
         outcome, _reply = context.worker().run(
             request,
-            limits=Limits(wall_s=remaining, memory_mb=options.memory_mb),
+            limits=Limits(
+                wall_s=remaining,
+                memory_mb=options.memory_mb,
+                disk_mb=options.disk_mb,
+                disk_path=run_dir / "sandbox",
+            ),
             cancel=context.cancel,
         )
         peak = max(peak, outcome.peak_rss_mb)
@@ -449,24 +422,32 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
             if running
             else ""
         )
-        if outcome.killed == "memory":
+        if outcome.killed in ("memory", "disk"):
+            what = (
+                f"{options.memory_mb:.0f} MB of memory"
+                if outcome.killed == "memory"
+                else f"{options.disk_mb:.0f} MB of files"
+            )
             if running is not None and attempt < MAX_ATTEMPTS:
+                verb = "used" if outcome.killed == "memory" else "wrote"
                 notes.append(
-                    f"{where} used more than {options.memory_mb:.0f} MB of memory: "
+                    f"{where} {verb} more than {what}: "
                     "stopped and skipped; the rest of the notebook was graded"
                 )
                 statuses.append("limited")
                 skips[running["index"]] = {
-                    "ename": "MemoryLimitExceeded",
-                    "evalue": f"this cell used more than {options.memory_mb:.0f} MB of memory "
+                    "ename": "MemoryLimitExceeded"
+                    if outcome.killed == "memory"
+                    else "DiskLimitExceeded",
+                    "evalue": f"this cell {verb} more than {what} "
                     "and was stopped (not run when grading)",
                 }
+                if outcome.killed == "disk":  # the next attempt starts from an empty scratch
+                    shutil.rmtree(run_dir / "sandbox", ignore_errors=True)
                 continue
             statuses.append("error")
             notes.append(
-                f"memory limit of {options.memory_mb:.0f} MB exceeded"
-                + (f" in {where}" if where else "")
-                + "; not graded"
+                f"limit of {what} exceeded" + (f" in {where}" if where else "") + "; not graded"
             )
             break
         if outcome.killed == "wall_clock":
@@ -512,6 +493,8 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     record = Record(student, assignment, submission.label, status, notes)
     record.attempts, record.peak_rss_mb = attempts, round(peak, 1)
     record.metrics, record.timings = metrics, timings
+    # the graded notebook (the submitted one when nbgrader did not finish), for hand grading
+    record.notebook = _notebook_text(autograded_nb if autograded_nb is not None else notebook)
     record.log = str(log_path.relative_to(context.out))
     release = context.template.release(assignment)
     auto_max = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto")
@@ -524,6 +507,14 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     ):
         record.score = 0.0
         return record
+    _score(record, template, grades, autograded_nb, journal, timeout_s, verdicts)
+    return record
+
+
+def _score(record: Record, template, grades, autograded_nb, journal, timeout_s, verdicts) -> None:
+    """Fill ``record``'s cells, score, errors and reasons from nbgrader's grades (or, when it did
+    not finish, the judge's ``verdicts`` on the evidence left) and the run's journal."""
+    assignment = record.assignment
     record.cells = build_cells(
         template, assignment, grades, autograded_nb, journal, timeout_s, verdicts=verdicts
     )
@@ -539,7 +530,8 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     raised = [
         f"{e['cell']} ({e['ename']})"
         for e in record.code_errors
-        if e["ename"] not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded")
+        if e["ename"]
+        not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded", "DiskLimitExceeded")
         and e["kind"] == "answer cell"
     ]
     if raised:
@@ -550,4 +542,3 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         record.reasons.append(
             f"+{total:g} point(s) to grade by hand ({', '.join(c.grade_id for c in manual)})"
         )
-    return record

@@ -37,6 +37,7 @@ from pathlib import Path
 RUNNER_DIR = Path(__file__).resolve().parent / "sandbox_runner"
 SANDBOX_RUNNER = "/opt/featurelab-runner"
 SCRATCH = "/scratch"
+TMP_SIZE_MB = 512  # the private /tmp of a sandbox (a tmpfs: memory)
 BASE_UID = 64000  # + slot: the uid of a sandbox when the grader runs as root
 
 
@@ -178,7 +179,9 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
     ]
     args += _system_binds()
     # /tmp first: a checkout, a venv or data under /tmp are bound on top of it, not hidden by it
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp"]
+    # (size-capped: tmpfs pages are memory that no process's RSS shows)
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777"]
+    args += ["--size", str(TMP_SIZE_MB << 20), "--tmpfs", "/tmp"]
     binds = [*spec.ro_binds, (str(RUNNER_DIR), SANDBOX_RUNNER)]
     made = {"/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin", "/lib32", "/tmp", "/proc", "/dev"}
     for _host, inside in binds:
@@ -218,10 +221,12 @@ def prepare_scratch(spec: JailSpec) -> None:
     """Create the scratch folder, owned by the sandbox's user (when it has one of its own)."""
     spec.scratch.mkdir(parents=True, exist_ok=True)
     if spec.uid is not None:
-        for root, _dirs, files in os.walk(spec.scratch):
-            os.chown(root, spec.uid, spec.uid)
-            for name in files:
-                os.chown(os.path.join(root, name), spec.uid, spec.uid)
+        # never follow a link: on a retry the scratch holds what the student's code left there
+        # (a link to a host file must not hand that file to the sandbox's user)
+        for root, dirs, files in os.walk(spec.scratch):
+            os.chown(root, spec.uid, spec.uid, follow_symlinks=False)
+            for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+                os.chown(os.path.join(root, name), spec.uid, spec.uid, follow_symlinks=False)
         os.chmod(spec.scratch, 0o700)
 
 

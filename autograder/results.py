@@ -63,6 +63,11 @@ class Record:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     log: str | None = None
+    # the graded notebook, as OUT/autograded/<student>/<assignment>/<assignment>.ipynb (written
+    # by the process that owns OUT, :func:`autograder.gradebook.keep_autograded`); in transit
+    # from a worker (a thread, a Dask worker), its JSON text is ``notebook``: None once kept
+    autograded: str | None = None
+    notebook: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def reason(self) -> str:
@@ -151,6 +156,8 @@ def _error_message(
         return "timeout", f"interrupted (per-cell limit of {timeout_s} s)"
     if ename == "MemoryLimitExceeded":
         return "memory", "this cell used more memory than the limit and was stopped"
+    if ename == "DiskLimitExceeded":
+        return "disk", "this cell wrote more files than the limit allows and was stopped"
     if ename in _GRADER_ERRORS:
         return _GRADER_ERRORS[ename]
     if ename == "AssertionError" and line:

@@ -33,11 +33,15 @@ TOKEN_ENV = "FEATURELAB_SANDBOX_TOKEN"
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits of one grading process: wall clock (s) and tree RSS (MB); ``None`` = no limit."""
+    """Limits of one grading process: wall clock (s), tree RSS (MB) and the disk space used
+    under ``disk_path`` (MB, checked every ``disk_poll_s``); ``None`` = no limit."""
 
     wall_s: float | None = None
     memory_mb: float | None = None
     poll_s: float = 0.1
+    disk_mb: float | None = None
+    disk_path: Path | None = None
+    disk_poll_s: float = 1.0
 
 
 @dataclass
@@ -45,7 +49,7 @@ class Outcome:
     """What happened to the process: exit code, or which limit killed it."""
 
     returncode: int | None
-    killed: str | None  # None | "memory" | "wall_clock" | "cancelled"
+    killed: str | None  # None | "memory" | "disk" | "wall_clock" | "cancelled"
     seconds: float
     peak_rss_mb: float
 
@@ -80,6 +84,31 @@ def _with_token(token: str, since: float) -> list[psutil.Process]:
         except psutil.Error:
             continue
     return found
+
+
+MAX_DISK_ENTRIES = 200_000  # more files than this under a scratch folder: over the limit
+
+
+def disk_usage_mb(folder: Path) -> float:
+    """Disk space used by the files under ``folder`` (allocated blocks: a sparse file counts what
+    it really holds), in MB; ``inf`` past :data:`MAX_DISK_ENTRIES` entries (a flood of files)."""
+    total, entries, stack = 0, 0, [str(folder)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as scan:
+                for entry in scan:
+                    entries += 1
+                    if entries > MAX_DISK_ENTRIES:
+                        return float("inf")
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        pass
+        except OSError:
+            pass
+    return total / 2**20
 
 
 def _limit_reached(
@@ -267,6 +296,7 @@ class Worker:
             self.process.stdin.flush()
         self.requests += 1
         stdout = self.process.stdout
+        next_disk_check = started + limits.disk_poll_s
         while True:
             ready, _, _ = select.select([stdout], [], [], limits.poll_s)
             if ready:
@@ -279,6 +309,11 @@ class Worker:
             rss = _rss_mb(tree)
             peak = max(peak, rss)
             killed = _limit_reached(limits, rss, time.monotonic() - started, cancel)
+            if not killed and limits.disk_mb is not None and limits.disk_path is not None:
+                if time.monotonic() >= next_disk_check:
+                    next_disk_check = time.monotonic() + limits.disk_poll_s
+                    if disk_usage_mb(limits.disk_path) > limits.disk_mb:
+                        killed = "disk"
             if killed:
                 break
         if killed or reply is None:

@@ -28,6 +28,7 @@ from autograder import (
     repair,
     report,
     results,
+    sandbox,
     students,
     submissions,
 )
@@ -514,6 +515,19 @@ def test_running_cell_from_the_journal():
 
 
 # ---------------------------------------------------------------------------- sandbox
+
+
+def test_disk_usage_counts_allocated_blocks_and_refuses_a_flood(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "full.bin").write_bytes(os.urandom(3 << 20))
+    with open(tmp_path / "sparse.bin", "wb") as f:  # 1 GB apparent size, nothing written
+        f.truncate(1 << 30)
+    used = sandbox.disk_usage_mb(tmp_path)
+    assert 2.9 < used < 3.5
+    monkeypatch.setattr(sandbox, "MAX_DISK_ENTRIES", 2)
+    for k in range(3):
+        (tmp_path / f"f{k}").touch()
+    assert sandbox.disk_usage_mb(tmp_path) == float("inf")
 
 
 # The limits (tree memory, wall clock, escaped and orphaned processes) are tested on the path

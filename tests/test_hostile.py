@@ -101,6 +101,7 @@ def attacked(tmp_path_factory):
             jobs=2,
             timeout_cell=30,
             memory_mb=3000,
+            disk_mb=300,  # a few times what the toy needs; fill_disk writes up to 3 GB
             timeout=240,
             progress=False,
             work_dir=shared_work_dir(),
@@ -147,12 +148,24 @@ def test_controls(attacked):
         "read_answers",
         "forge_and_attack",
         "spawn_many",
+        "fill_disk",
     ],
 )
 def test_attack_scores_nothing(attacked, name):
     record = _records(attacked)[name]
     assert _scores(record) == ZERO, [(c.grade_id, c.outcome, c.message) for c in record.cells]
     assert record.score == 0
+
+
+def test_filling_the_disk_is_stopped_and_the_rest_graded(attacked):
+    record = _records(attacked)["fill_disk"]
+    assert record.status == "limited", record.reasons
+    assert any("more than 300 MB of files" in reason for reason in record.reasons), record.reasons
+    assert record.attempts == 2  # stopped once, then graded without that cell
+    # the cell is reported as stopped at the disk limit, the other tests ran (and failed)
+    outcomes = {c.grade_id: c.outcome for c in record.cells if c.kind == "auto"}
+    assert set(outcomes.values()) <= {"failed", "disk", "not_run"}, outcomes
+    assert not list((shared_work_dir() / "runs").glob("fill_disk-*"))  # scratch removed
 
 
 def test_nothing_outside_the_sandbox_changed(attacked):

@@ -180,6 +180,14 @@ except ImportError:
 import featurelab, torch
 report["featurelab"] = True
 open("/scratch/written", "w").write("ok")
+try:  # the private /tmp is a tmpfs (memory): capped
+    with open("/tmp/fill", "wb") as f:
+        for _ in range({jail.TMP_SIZE_MB // 16 + 2}):
+            f.write(b"x" * (16 << 20))
+    report["tmp_capped"] = False
+except OSError:
+    report["tmp_capped"] = True
+os.remove("/tmp/fill")
 print(json.dumps(report))
 """
     done = subprocess.run(
@@ -193,7 +201,7 @@ print(json.dumps(report))
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["secret"] is False and report["net"] is False and report["repo"] is False
     assert report["autograder"] is False and report["featurelab"] is True
-    assert report["given"] == "images"
+    assert report["given"] == "images" and report["tmp_capped"] is True
     assert report["pid"] < 10  # its own PID namespace
     if os.geteuid() == 0:
         assert report["uid"] == spec.uid != 0
@@ -240,3 +248,19 @@ def test_folders_the_sandbox_user_cannot_read_are_named(tmp_path):
     assert jail.unreadable_for_sandbox([str(private), str(shared), str(tmp_path / "no")]) == [
         str(private)
     ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the scratch is chowned only by a root grader")
+def test_preparing_a_scratch_never_follows_the_students_links(tmp_path):
+    host_file = tmp_path / "host.txt"
+    host_file.write_text("the grader's")
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    scratch = tmp_path / "scratch"
+    spec = jail.JailSpec(scratch=scratch, slot=99)
+    jail.prepare_scratch(spec)
+    (scratch / "link").symlink_to(host_file)  # left by a first attempt, then a retry
+    (scratch / "dir-link").symlink_to(host_dir)
+    jail.prepare_scratch(spec)
+    assert host_file.stat().st_uid == 0 and host_dir.stat().st_uid == 0
+    assert (scratch / "link").lstat().st_uid == spec.uid != 0

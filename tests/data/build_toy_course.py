@@ -151,7 +151,9 @@ def build() -> nbformat.NotebookNode:
             (
                 "### BEGIN SOLUTION\n"
                 "So that every image weighs the same whatever its contrast: the classifier compares "
-                "directions, not magnitudes.\n"
+                "directions, not magnitudes.\n\n"
+                "**Rubric (1 point):** 0.5 pt: the norm depends on the contrast, not on the class; "
+                "0.5 pt: normalised rows are compared by their direction only.\n"
                 "### END SOLUTION"
             ),
             points=1,

@@ -199,6 +199,24 @@ print(len(children), "processes started")
 """
 
 
+# filling the disk: the sandbox's /tmp (a capped tmpfs), then its scratch folder (the working
+# directory), in 16 MB files, up to 3 GB; the grader's disk watch stops the cell
+FILL_DISK = """
+import os
+chunk = b"x" * (16 << 20)
+for folder in ("/tmp", "."):
+    written = 0
+    for i in range(200):
+        try:
+            with open(os.path.join(folder, f"fill-{i}"), "wb") as f:
+                f.write(chunk)
+            written += 1
+        except OSError:
+            break
+    print(folder, written * 16, "MB written")
+"""
+
+
 def build_all(release, first_answer: str, targets: Targets) -> dict[str, bytes]:
     """``{name: notebook bytes}`` of every hostile submission."""
     plain = {
@@ -211,5 +229,6 @@ def build_all(release, first_answer: str, targets: Targets) -> dict[str, bytes]:
         "read_answers": _read_answers(targets),
         "forge_and_attack": _forge_and_attack(targets),
         "spawn_many": SPAWN_MANY,
+        "fill_disk": FILL_DISK,
     }
     return {name: _attack(release, first_answer, code) for name, code in plain.items()}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -108,6 +109,27 @@ def disk_usage_mb(folder: Path) -> float:
                         pass
         except OSError:
             pass
+    return total / 2**20
+
+
+def unlinked_open_files_mb(processes: list[psutil.Process]) -> float:
+    """Disk space held by files that ``processes`` keep open after deleting them (invisible to
+    :func:`disk_usage_mb`'s walk, yet they fill the disk), in MB; each file counted once."""
+    seen, total = set(), 0
+    for process in processes:
+        try:
+            entries = list(os.scandir(f"/proc/{process.pid}/fd"))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                info = os.stat(entry.path)  # the open file itself, through the /proc link
+            except OSError:
+                continue
+            key = (info.st_dev, info.st_ino)
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 0 and key not in seen:
+                seen.add(key)
+                total += info.st_blocks * 512
     return total / 2**20
 
 
@@ -312,7 +334,8 @@ class Worker:
             if not killed and limits.disk_mb is not None and limits.disk_path is not None:
                 if time.monotonic() >= next_disk_check:
                     next_disk_check = time.monotonic() + limits.disk_poll_s
-                    if disk_usage_mb(limits.disk_path) > limits.disk_mb:
+                    used = disk_usage_mb(limits.disk_path) + unlinked_open_files_mb(tree)
+                    if used > limits.disk_mb:
                         killed = "disk"
             if killed:
                 break

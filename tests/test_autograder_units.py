@@ -530,6 +530,18 @@ def test_disk_usage_counts_allocated_blocks_and_refuses_a_flood(tmp_path, monkey
     assert sandbox.disk_usage_mb(tmp_path) == float("inf")
 
 
+def test_disk_usage_sees_files_deleted_while_open(tmp_path):
+    import psutil
+
+    with open(tmp_path / "hidden", "wb") as held:
+        os.unlink(tmp_path / "hidden")
+        held.write(os.urandom(3 << 20))
+        held.flush()
+        assert sandbox.disk_usage_mb(tmp_path) == 0
+        assert 2.9 < sandbox.unlinked_open_files_mb([psutil.Process()]) < 3.5
+    assert sandbox.unlinked_open_files_mb([psutil.Process()]) < 0.1
+
+
 # The limits (tree memory, wall clock, escaped and orphaned processes) are tested on the path
 # grading takes, the long-lived Worker: the toy batch's memory hog and infinite loop
 # (test_autograder_toy.py) and the hostile batch's double-forked daemon (test_hostile.py).

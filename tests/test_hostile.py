@@ -149,6 +149,7 @@ def test_controls(attacked):
         "forge_and_attack",
         "spawn_many",
         "fill_disk",
+        "fill_disk_unlinked",
     ],
 )
 def test_attack_scores_nothing(attacked, name):
@@ -157,15 +158,16 @@ def test_attack_scores_nothing(attacked, name):
     assert record.score == 0
 
 
-def test_filling_the_disk_is_stopped_and_the_rest_graded(attacked):
-    record = _records(attacked)["fill_disk"]
+@pytest.mark.parametrize("name", ["fill_disk", "fill_disk_unlinked"])
+def test_filling_the_disk_is_stopped_and_the_rest_graded(attacked, name):
+    record = _records(attacked)[name]
     assert record.status == "limited", record.reasons
     assert any("more than 300 MB of files" in reason for reason in record.reasons), record.reasons
     assert record.attempts == 2  # stopped once, then graded without that cell
     # the cell is reported as stopped at the disk limit, the other tests ran (and failed)
     outcomes = {c.grade_id: c.outcome for c in record.cells if c.kind == "auto"}
     assert set(outcomes.values()) <= {"failed", "disk", "not_run"}, outcomes
-    assert not list((shared_work_dir() / "runs").glob("fill_disk-*"))  # scratch removed
+    assert not list((shared_work_dir() / "runs").glob(f"{name}-*"))  # scratch removed
 
 
 def test_nothing_outside_the_sandbox_changed(attacked):

@@ -216,6 +216,24 @@ for folder in ("/tmp", "."):
     print(folder, written * 16, "MB written")
 """
 
+# the same, out of the disk watch's sight: each file deleted right after it is opened and kept
+# open while it grows (a directory walk never sees it, the disk fills all the same)
+FILL_DISK_UNLINKED = """
+import os
+chunk = b"x" * (16 << 20)
+kept = []
+for i in range(200):
+    try:
+        f = open(f"hidden-{i}", "wb")
+        os.unlink(f"hidden-{i}")
+        f.write(chunk)
+        f.flush()
+        kept.append(f)
+    except OSError:
+        break
+print(len(kept) * 16, "MB written to deleted files")
+"""
+
 
 def build_all(release, first_answer: str, targets: Targets) -> dict[str, bytes]:
     """``{name: notebook bytes}`` of every hostile submission."""
@@ -230,5 +248,6 @@ def build_all(release, first_answer: str, targets: Targets) -> dict[str, bytes]:
         "forge_and_attack": _forge_and_attack(targets),
         "spawn_many": SPAWN_MANY,
         "fill_disk": FILL_DISK,
+        "fill_disk_unlinked": FILL_DISK_UNLINKED,
     }
     return {name: _attack(release, first_answer, code) for name, code in plain.items()}

@@ -237,28 +237,13 @@ def _read_zip(archive: Path, target: Path, limits: ZipLimits) -> _Listing:
                 RuntimeError,
                 ValueError,
             ) as error:
+                problem = f"a damaged member of the .zip ({error}): not extracted"
+            else:
+                if written < 0:
+                    problem = f"larger than its .zip header says (over {_mib(cap)}): not extracted"
+            if problem:
                 destination.unlink(missing_ok=True)
-                listing.entries.append(
-                    _Entry(
-                        parts,
-                        target,
-                        mtime,
-                        label,
-                        f"a damaged member of the .zip ({error}): not extracted",
-                    )
-                )
-                continue
-            if written < 0:
-                destination.unlink(missing_ok=True)
-                listing.entries.append(
-                    _Entry(
-                        parts,
-                        target,
-                        mtime,
-                        label,
-                        f"larger than its .zip header says (over {_mib(cap)}): not extracted",
-                    )
-                )
+                listing.entries.append(_Entry(parts, target, mtime, label, problem))
                 continue
             total += written
             listing.entries.append(_Entry(parts, destination, mtime, label))

@@ -7,6 +7,7 @@ contributes the name of an exception, never its text.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -244,6 +245,7 @@ def build_cells(
     for gid, meta, kind in _graded_cells(release):
         points = float(meta.get("points", 0))
         heading = headings.get(gid, "")
+        result = functools.partial(CellResult, gid, heading, kind, points)
         if kind == "manual":
             grade = (grades or {}).get(gid, {})
             if (
@@ -251,13 +253,9 @@ def build_cells(
                 and grade.get("auto_score") == 0
                 and not grade.get("needs_manual_grade")
             ):
-                cells.append(
-                    CellResult(gid, heading, kind, points, 0.0, "no_answer", "no answer given")
-                )
+                cells.append(result(0.0, "no_answer", "no answer given"))
             else:
-                cells.append(
-                    CellResult(gid, heading, kind, points, None, "manual", "to be graded by hand")
-                )
+                cells.append(result(None, "manual", "to be graded by hand"))
             continue
         event = ended.get(gid, {})
         stderr_note = (
@@ -276,73 +274,35 @@ def build_cells(
                 else 0.0
             )
             outcome = "passed" if verdict.passed else "failed"
-            cells.append(
-                CellResult(
-                    gid,
-                    heading,
-                    kind,
-                    points,
-                    score,
-                    outcome,
-                    "passed" if verdict.passed else verdict.message,
-                )
-            )
+            cells.append(result(score, outcome, "passed" if verdict.passed else verdict.message))
             continue
         elif event:
             outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
             cells.append(
-                CellResult(
-                    gid,
-                    heading,
-                    kind,
-                    points,
-                    0.0,
-                    outcome,
-                    f"did not finish ({event.get('error') or 'no result'})",
-                )
+                result(0.0, outcome, f"did not finish ({event.get('error') or 'no result'})")
             )
             continue
         else:
-            cells.append(
-                CellResult(
-                    gid,
-                    heading,
-                    kind,
-                    points,
-                    0.0,
-                    "not_run",
-                    "not run: grading stopped before this cell",
-                )
-            )
+            cells.append(result(0.0, "not_run", "not run: grading stopped before this cell"))
             continue
         cell = outputs_by_id.get(gid)
         error = pick_error(cell) if cell is not None else None
         if score >= points:
-            cells.append(
-                CellResult(gid, heading, kind, points, score, "passed", "passed" + stderr_note)
-            )
+            cells.append(result(score, "passed", "passed" + stderr_note))
         elif error is not None:
             visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
             outcome, message = _error_message(error, hidden, timeout_s, visible)
-            cells.append(CellResult(gid, heading, kind, points, score, outcome, message))
+            cells.append(result(score, outcome, message))
         elif event.get("error"):
-            cells.append(CellResult(gid, heading, kind, points, score, "failed", event["error"]))
+            cells.append(result(score, "failed", event["error"]))
         elif score > 0:
-            cells.append(CellResult(gid, heading, kind, points, score, "partial", "partial credit"))
+            cells.append(result(score, "partial", "partial credit"))
         elif event.get("stderr"):
             cells.append(
-                CellResult(
-                    gid,
-                    heading,
-                    kind,
-                    points,
-                    score,
-                    "failed",
-                    "wrote to stderr, which nbgrader counts as a failure",
-                )
+                result(score, "failed", "wrote to stderr, which nbgrader counts as a failure")
             )
         else:
-            cells.append(CellResult(gid, heading, kind, points, score, "failed", "no credit"))
+            cells.append(result(score, "failed", "no credit"))
     return cells
 
 

@@ -100,6 +100,22 @@ def wait_for(condition, timeout: float = 60, what: str = "the page"):
         time.sleep(0.3)
 
 
+def click(driver, element, what: str) -> None:
+    """Click ``element`` as a user would: scrolled to the middle of the window first.
+
+    formgrader's page still moves while MathJax and the notebook's images render, so a
+    click can land on whatever slid under the pointer; it is retried until it reaches
+    the element itself (``wait_for`` treats the interception as "not yet").
+    """
+
+    def clicked():
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+        element.click()
+        return True
+
+    wait_for(clicked, timeout=30, what=f"a click to reach {what}")
+
+
 def screenshot(driver, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     driver.save_screenshot(str(path))
@@ -208,10 +224,10 @@ def test_formgrader_hand_score_and_comment_reach_the_export(browser, graded, tmp
             what="formgrader's grades and comments",
         )
         score = browser.find_element(by.ID, QUESTION)  # formgrader saves on "change"
-        score.click()
+        click(browser, score, "the score box")
         score.send_keys("1", Keys.TAB)
         comment = browser.find_element(by.ID, f"{QUESTION}-comment")
-        comment.click()
+        click(browser, comment, "the comment box")
         comment.send_keys(comment_text, Keys.TAB)
         wait_for(lambda: _hand_grade(out, student) == (1.0, comment_text), what="the save")
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", score)
@@ -264,7 +280,7 @@ def test_question_page_scores_survive_a_reload_and_reach_the_export(browser, que
         section.find_element(by.CSS_SELECTOR, "input.score").send_keys(str(value))
         section.find_element(by.TAG_NAME, "textarea").send_keys(f"worth {value}")
     screenshot(browser, "question-page-filled")
-    browser.find_element(by.ID, "save-all").click()
+    click(browser, browser.find_element(by.ID, "save-all"), "the save-all button")
     wait_for(lambda: browser.find_element(by.ID, "saved"), what="the saved notice")
     browser.refresh()
     for section_id, (_owner, value) in given.items():
@@ -359,8 +375,11 @@ def _run_all_in_lab(browser, base: str, name: str) -> list[str]:
     next(i for i in items if i.get_attribute("data-command") == "runmenu:run-all").click()
 
     def finished():
+        # Idle with no cell still marked running ("[*]:" lags behind the kernel when the
+        # browser is busy), and either an error shown or every cell run.
         shown = prompts()
-        return (errors(browser) or not {"[ ]:", "[*]:"} & set(shown)) and idle() and shown
+        settled = idle() and "[*]:" not in shown
+        return settled and (errors(browser) or "[ ]:" not in shown) and shown
 
     def started():
         shown = prompts()

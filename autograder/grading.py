@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -66,10 +65,11 @@ from .results import (
     _graded_cells,
     _score_from_gradebook,
     _worst,
-    build_cells,
-    code_errors,
+    log_failure_reason,
     read_journal,
+    read_metrics,
     running_cell,
+    score_record,
 )
 from .sandbox import Limits, Worker
 from .state import (  # noqa: F401 (the API of a grading run)
@@ -327,70 +327,42 @@ def judge_leftovers(run_dir: Path, context: RunContext, assignment: str) -> dict
     return verdicts
 
 
-def _read_metrics(run_dir: Path) -> dict[str, float]:
-    """Metrics of one run: the notebook's own ``report_metric`` values (informational: written
-    inside the sandbox) overridden by the judge's (computed outside it)."""
-    from featurelab.reporting import read_metrics
+@dataclass
+class _Tries:
+    """What the attempts at one submission have left so far (see :func:`_autograde`)."""
 
-    metrics: dict[str, float] = {}
-    notebook_file = run_dir / "sandbox" / "metrics.json"
-    if notebook_file.is_file() and not notebook_file.is_symlink():
-        try:
-            if notebook_file.stat().st_size < 2**20:
-                metrics.update(read_metrics(notebook_file))
-        except (ValueError, OSError, TypeError):
-            pass
-    judge_file = run_dir / "judge.json"
-    if judge_file.is_file():
-        try:
-            metrics.update(json.loads(judge_file.read_text()).get("metrics", {}))
-        except (ValueError, OSError, AttributeError):
-            pass
-    return metrics
-
-
-def _log_failure_reason(log_text: str) -> str:
-    errors = [
-        line
-        for line in log_text.splitlines()
-        if "| ERROR]" in line
-        and "Please see" not in line
-        and "There was an error processing" not in line
-    ]
-    for line in reversed(log_text.splitlines()):
-        stripped = line.strip()
-        if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", stripped):
-            return stripped[:300]
-    return errors[-1].split("]", 1)[-1].strip()[:300] if errors else "nbgrader failed (see the log)"
+    notes: list[str]
+    statuses: list[str]
+    skips: dict[int, dict] = field(default_factory=dict)  # cell index -> the error it gets
+    count: int = 0
+    peak_mb: float = 0.0
+    journal: list[dict] = field(default_factory=list)  # of the last attempt
+    grades: dict | None = None  # nbgrader's, when an attempt finished
+    autograded_nb: object = None
 
 
 def _autograde(submission, student, assignment, notebook, notes, repaired, run_dir, context):
-    template, options = context.template, context.options
-    timeout_s = options.timeout_cell or template.execute_timeout
+    """Grade ``notebook`` with nbgrader in a course of its own, at most ``MAX_ATTEMPTS`` times:
+    a cell that crashes the kernel or goes over the memory / disk limit is skipped on the next
+    attempt (the rest of the notebook is still graded). Returns the :class:`Record`."""
+    options = context.options
     log_path = context.out / "logs" / student / f"{assignment}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_text("")
     env = _submission_env(run_dir)
-    skips: dict[int, dict] = {}
-    statuses = ["repaired" if repaired or notes else "ok"]
+    tries = _Tries(notes=notes, statuses=["repaired" if repaired or notes else "ok"])
     deadline = time.monotonic() + options.timeout if options.timeout else None
-    grades = autograded_nb = None
-    journal: list[dict] = []
-    metrics: dict[str, float] = {}
-    peak = 0.0
-    attempts = 0
-    timings: list[dict] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        attempts = attempt
+        tries.count = attempt
         course = _prepare_course(run_dir, student, assignment, notebook, context)
         for name in ("journal.jsonl", "judge.json"):
             (run_dir / name).unlink(missing_ok=True)
-        env[SKIP_ENV] = json.dumps({str(k): v for k, v in skips.items()})
+        env[SKIP_ENV] = json.dumps({str(k): v for k, v in tries.skips.items()})
         remaining = None if deadline is None else max(1.0, deadline - time.monotonic())
         with open(log_path, "a") as log:
             log.write(
                 f"\n===== attempt {attempt}: nbgrader autograde {assignment} "
-                f"--student={student} (course {course}, skipped cells {sorted(skips)})\n"
+                f"--student={student} (course {course}, skipped cells {sorted(tries.skips)})\n"
             )
         request = {
             "course": str(course),
@@ -409,76 +381,95 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
             ),
             cancel=context.cancel,
         )
-        peak = max(peak, outcome.peak_rss_mb)
-        journal = read_journal(run_dir / "journal.jsonl")
+        tries.peak_mb = max(tries.peak_mb, outcome.peak_rss_mb)
+        tries.journal = read_journal(run_dir / "journal.jsonl")
         if outcome.killed == "cancelled":
             raise Cancelled()
-        running = running_cell(journal)
-        autograded_path = course / "autograded" / student / assignment / f"{assignment}.ipynb"
-        log_text = log_path.read_text(errors="replace")
-        where = (
-            f"cell {running['index'] + 1}"
-            + (f" ({running['grade_id']})" if running and running.get("grade_id") else "")
-            if running
-            else ""
+        graded = course / "autograded" / student / assignment / f"{assignment}.ipynb"
+        if outcome.killed is None and outcome.returncode == 0 and graded.is_file():
+            tries.grades = _score_from_gradebook(course / "gradebook.db", assignment, student)
+            tries.autograded_nb = course_mod.read_notebook(graded)
+            break
+        if not _try_again(tries, outcome, log_path, run_dir, options):
+            break
+    return _record(submission, student, assignment, notebook, tries, run_dir, log_path, context)
+
+
+def _where(running: dict | None) -> str:
+    """``"cell 7 (ex2_answer)"``: the cell an attempt was running when it stopped, or ``""``."""
+    if not running:
+        return ""
+    return f"cell {running['index'] + 1}" + (
+        f" ({running['grade_id']})" if running.get("grade_id") else ""
+    )
+
+
+def _try_again(tries: _Tries, outcome, log_path: Path, run_dir: Path, options) -> bool:
+    """Read how an unfinished attempt ended into ``tries``; true when another should follow."""
+    running = running_cell(tries.journal)
+    where = _where(running)
+    can_retry = running is not None and tries.count < MAX_ATTEMPTS
+    if outcome.killed in ("memory", "disk"):
+        memory = outcome.killed == "memory"
+        what = (
+            f"{options.memory_mb:.0f} MB of memory"
+            if memory
+            else f"{options.disk_mb:.0f} MB of files"
         )
-        if outcome.killed in ("memory", "disk"):
-            what = (
-                f"{options.memory_mb:.0f} MB of memory"
-                if outcome.killed == "memory"
-                else f"{options.disk_mb:.0f} MB of files"
+        if can_retry:
+            verb = "used" if memory else "wrote"
+            tries.notes.append(
+                f"{where} {verb} more than {what}: "
+                "stopped and skipped; the rest of the notebook was graded"
             )
-            if running is not None and attempt < MAX_ATTEMPTS:
-                verb = "used" if outcome.killed == "memory" else "wrote"
-                notes.append(
-                    f"{where} {verb} more than {what}: "
-                    "stopped and skipped; the rest of the notebook was graded"
-                )
-                statuses.append("limited")
-                skips[running["index"]] = {
-                    "ename": "MemoryLimitExceeded"
-                    if outcome.killed == "memory"
-                    else "DiskLimitExceeded",
-                    "evalue": f"this cell {verb} more than {what} "
-                    "and was stopped (not run when grading)",
-                }
-                if outcome.killed == "disk":  # the next attempt starts from an empty scratch
-                    shutil.rmtree(run_dir / "sandbox", ignore_errors=True)
-                continue
-            statuses.append("error")
-            notes.append(
-                f"limit of {what} exceeded" + (f" in {where}" if where else "") + "; not graded"
-            )
-            break
-        if outcome.killed == "wall_clock":
-            statuses.append("timeout")
-            notes.append(
-                f"grading exceeded the {options.timeout:.0f} s limit per submission"
-                + (f" while running {where}" if where else "")
-                + ": graded from the cells that finished"
-            )
-            break
-        if outcome.returncode == 0 and autograded_path.is_file():
-            grades = _score_from_gradebook(course / "gradebook.db", assignment, student)
-            autograded_nb = course_mod.read_notebook(autograded_path)
-            break
-        died = "DeadKernelError" in log_text or "Kernel died" in log_text
-        if died and running is not None and attempt < MAX_ATTEMPTS:
-            notes.append(
-                f"{where} crashed the Python kernel: skipped; the rest of the notebook was graded"
-            )
-            statuses.append("crashed")
-            skips[running["index"]] = {
-                "ename": "KernelDied",
-                "evalue": "this cell crashed the Python kernel (segfault, os._exit(), killed "
-                "process...) and was not run when grading",
+            tries.statuses.append("limited")
+            tries.skips[running["index"]] = {
+                "ename": "MemoryLimitExceeded" if memory else "DiskLimitExceeded",
+                "evalue": f"this cell {verb} more than {what} "
+                "and was stopped (not run when grading)",
             }
-            continue
-        statuses.append("error")
-        notes.append(f"nbgrader could not grade it: {_log_failure_reason(log_text)}")
-        break
-    metrics = _read_metrics(run_dir)
-    timings = [
+            if not memory:  # the next attempt starts from an empty scratch
+                shutil.rmtree(run_dir / "sandbox", ignore_errors=True)
+            return True
+        tries.statuses.append("error")
+        tries.notes.append(
+            f"limit of {what} exceeded" + (f" in {where}" if where else "") + "; not graded"
+        )
+        return False
+    if outcome.killed == "wall_clock":
+        tries.statuses.append("timeout")
+        tries.notes.append(
+            f"grading exceeded the {options.timeout:.0f} s limit per submission"
+            + (f" while running {where}" if where else "")
+            + ": graded from the cells that finished"
+        )
+        return False
+    log_text = log_path.read_text(errors="replace")
+    died = "DeadKernelError" in log_text or "Kernel died" in log_text
+    if died and can_retry:
+        tries.notes.append(
+            f"{where} crashed the Python kernel: skipped; the rest of the notebook was graded"
+        )
+        tries.statuses.append("crashed")
+        tries.skips[running["index"]] = {
+            "ename": "KernelDied",
+            "evalue": "this cell crashed the Python kernel (segfault, os._exit(), killed "
+            "process...) and was not run when grading",
+        }
+        return True
+    tries.statuses.append("error")
+    tries.notes.append(f"nbgrader could not grade it: {log_failure_reason(log_text)}")
+    return False
+
+
+def _record(submission, student, assignment, notebook, tries: _Tries, run_dir, log_path, context):
+    """The :class:`Record` of a submission from what its attempts left."""
+    template = context.template
+    status = _worst(tries.statuses)
+    record = Record(student, assignment, submission.label, status, tries.notes)
+    record.attempts, record.peak_rss_mb = tries.count, round(tries.peak_mb, 1)
+    record.metrics = read_metrics(run_dir)
+    record.timings = [
         {
             "index": e["index"],
             "grade_id": e.get("grade_id"),
@@ -486,19 +477,17 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
             "error": e.get("error"),
             "stderr": e.get("stderr", False),
         }
-        for e in journal
+        for e in tries.journal
         if e.get("event") == "end"
     ]
-    status = _worst(statuses)
-    record = Record(student, assignment, submission.label, status, notes)
-    record.attempts, record.peak_rss_mb = attempts, round(peak, 1)
-    record.metrics, record.timings = metrics, timings
     # the graded notebook (the submitted one when nbgrader did not finish), for hand grading
-    record.notebook = _notebook_text(autograded_nb if autograded_nb is not None else notebook)
+    graded_nb = tries.autograded_nb
+    record.notebook = _notebook_text(graded_nb if graded_nb is not None else notebook)
     record.log = str(log_path.relative_to(context.out))
-    release = context.template.release(assignment)
+    release = template.release(assignment)
     auto_max = sum(float(m.get("points", 0)) for _, m, k in _graded_cells(release) if k == "auto")
     record.max_score = auto_max
+    grades = tries.grades
     verdicts = judge_leftovers(run_dir, context, assignment) if grades is None else None
     if (
         status == "error"
@@ -507,38 +496,6 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
     ):
         record.score = 0.0
         return record
-    _score(record, template, grades, autograded_nb, journal, timeout_s, verdicts)
+    timeout_s = context.options.timeout_cell or template.execute_timeout
+    score_record(record, template, grades, graded_nb, tries.journal, timeout_s, verdicts)
     return record
-
-
-def _score(record: Record, template, grades, autograded_nb, journal, timeout_s, verdicts) -> None:
-    """Fill ``record``'s cells, score, errors and reasons from nbgrader's grades (or, when it did
-    not finish, the judge's ``verdicts`` on the evidence left) and the run's journal."""
-    assignment = record.assignment
-    record.cells = build_cells(
-        template, assignment, grades, autograded_nb, journal, timeout_s, verdicts=verdicts
-    )
-    record.code_errors = code_errors(autograded_nb, template.hidden_lines[assignment], timeout_s)
-    record.score = round(sum(c.score or 0.0 for c in record.cells if c.kind == "auto"), 6)
-    timeouts = [c.grade_id for c in record.cells if c.outcome == "timeout"]
-    timeouts += [e["cell"] for e in record.code_errors if e["ename"] == "CellTimeoutError"]
-    if timeouts:
-        record.status = _worst([record.status, "limited"])
-        record.reasons.append(
-            f"{', '.join(timeouts)}: interrupted at the {timeout_s} s per-cell limit"
-        )
-    raised = [
-        f"{e['cell']} ({e['ename']})"
-        for e in record.code_errors
-        if e["ename"]
-        not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded", "DiskLimitExceeded")
-        and e["kind"] == "answer cell"
-    ]
-    if raised:
-        record.reasons.append(f"errors in answer cells: {', '.join(raised)}")
-    manual = [c for c in record.cells if c.kind == "manual" and c.score is None]
-    if manual:
-        total = sum(c.points for c in manual)
-        record.reasons.append(
-            f"+{total:g} point(s) to grade by hand ({', '.join(c.grade_id for c in manual)})"
-        )

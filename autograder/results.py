@@ -338,3 +338,79 @@ def code_errors(autograded_nb, hidden: list[str], timeout_s: int) -> list[dict]:
             message = ename
         found.append({"cell": where, "kind": kind, "ename": ename, "message": message})
     return found
+
+
+# ----------------------------------------------------------------- what a run left
+
+
+def read_metrics(run_dir: Path) -> dict[str, float]:
+    """Metrics of one run: the notebook's own ``report_metric`` values (informational: written
+    inside the sandbox) overridden by the judge's (computed outside it)."""
+    from featurelab.reporting import read_metrics
+
+    metrics: dict[str, float] = {}
+    notebook_file = run_dir / "sandbox" / "metrics.json"
+    if notebook_file.is_file() and not notebook_file.is_symlink():
+        try:
+            if notebook_file.stat().st_size < 2**20:
+                metrics.update(read_metrics(notebook_file))
+        except (ValueError, OSError, TypeError):
+            pass
+    judge_file = run_dir / "judge.json"
+    if judge_file.is_file():
+        try:
+            metrics.update(json.loads(judge_file.read_text()).get("metrics", {}))
+        except (ValueError, OSError, AttributeError):
+            pass
+    return metrics
+
+
+def log_failure_reason(log_text: str) -> str:
+    """The last exception line of an nbgrader log (or its last ERROR line): why it failed."""
+    errors = [
+        line
+        for line in log_text.splitlines()
+        if "| ERROR]" in line
+        and "Please see" not in line
+        and "There was an error processing" not in line
+    ]
+    for line in reversed(log_text.splitlines()):
+        stripped = line.strip()
+        if re.match(r"^[A-Za-z_.]+(Error|Exception)\b", stripped):
+            return stripped[:300]
+    return errors[-1].split("]", 1)[-1].strip()[:300] if errors else "nbgrader failed (see the log)"
+
+
+def score_record(
+    record: Record, template, grades, autograded_nb, journal, timeout_s, verdicts
+) -> None:
+    """Fill ``record``'s cells, score, errors and reasons from nbgrader's grades (or, when it did
+    not finish, the judge's ``verdicts`` on the evidence left) and the run's journal."""
+    assignment = record.assignment
+    record.cells = build_cells(
+        template, assignment, grades, autograded_nb, journal, timeout_s, verdicts=verdicts
+    )
+    record.code_errors = code_errors(autograded_nb, template.hidden_lines[assignment], timeout_s)
+    record.score = round(sum(c.score or 0.0 for c in record.cells if c.kind == "auto"), 6)
+    timeouts = [c.grade_id for c in record.cells if c.outcome == "timeout"]
+    timeouts += [e["cell"] for e in record.code_errors if e["ename"] == "CellTimeoutError"]
+    if timeouts:
+        record.status = _worst([record.status, "limited"])
+        record.reasons.append(
+            f"{', '.join(timeouts)}: interrupted at the {timeout_s} s per-cell limit"
+        )
+    raised = [
+        f"{e['cell']} ({e['ename']})"
+        for e in record.code_errors
+        if e["ename"]
+        not in ("CellTimeoutError", "KernelDied", "MemoryLimitExceeded", "DiskLimitExceeded")
+        and e["kind"] == "answer cell"
+    ]
+    if raised:
+        record.reasons.append(f"errors in answer cells: {', '.join(raised)}")
+    manual = [c for c in record.cells if c.kind == "manual" and c.score is None]
+    if manual:
+        total = sum(c.points for c in manual)
+        record.reasons.append(
+            f"+{total:g} point(s) to grade by hand ({', '.join(c.grade_id for c in manual)})"
+        )

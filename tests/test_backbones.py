@@ -110,17 +110,33 @@ def test_other_profiles_refuse_random_weights_with_instructions(profile):
     assert "offline (test)" in message
 
 
-def test_cached_weights_are_loaded(monkeypatch):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_cached_weights_are_loaded_without_touching_the_file(zip_format):
+    """Both checkpoint formats load (zip is memory-mapped); training the model leaves the file."""
     reference, _, _ = backbones.load_model("resnet18", pretrained=False)
     state = {k: v + 1.0 if v.is_floating_point() else v for k, v in reference.state_dict().items()}
     path = backbones.weights_cache_path(backbones.SPECS["resnet18"].weights)
     path.parent.mkdir(parents=True)
-    path.write_bytes(b"stand-in for the real file")
-    monkeypatch.setattr(weights_api, "load_state_dict_from_url", lambda url, **kw: state)
+    torch.save(state, path, _use_new_zipfile_serialization=zip_format)
+    stored = path.read_bytes()
     for profile in ("smoke", "full"):
         model, _, pretrained = backbones.load_model("resnet18", profile)
-        assert pretrained is True
-        assert torch.equal(model.conv1.weight, state["conv1.weight"])
+        assert pretrained is True and not model.training
+        for key, value in model.state_dict().items():
+            assert torch.equal(value, state[key]), key
+        assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in model.parameters())
+        with torch.no_grad():
+            model.fc.weight.mul_(0.0)  # copy on write: the mapped file is never written
+    assert path.read_bytes() == stored
+
+
+def test_a_damaged_cached_checkpoint_is_a_clear_error():
+    path = backbones.weights_cache_path(backbones.SPECS["resnet18"].weights)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half a download")
+    with pytest.raises(backbones.WeightsUnavailableError) as error:
+        backbones.load_model("resnet18", "full")
+    assert "python -m featurelab.backbones get resnet18" in str(error.value)
 
 
 def test_preprocessing_is_the_weights_transforms():

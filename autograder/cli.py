@@ -303,7 +303,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     course_root = args.course_root.resolve()
-    if args.command == "release" and args.student is not None:
+    commands = {
+        "release": _release,
+        "grade": _grade,
+        "calibrate": _calibrate,
+        "preflight": _preflight,
+        "gradebook": _dispatch_hand_grading,
+        "questions": _dispatch_hand_grading,
+        "export": _dispatch_hand_grading,
+        "demo": _demo,
+    }
+    return commands[args.command](args, course_root)
+
+
+def _release(args: argparse.Namespace, course_root: Path) -> int:
+    if args.student is not None:
         if args.check:
             raise AutograderError("--check and --student do not go together")
         from . import edition
@@ -316,71 +330,75 @@ def _dispatch(args: argparse.Namespace) -> int:
             force=args.force,
             allow_placeholder=args.allow_placeholder,
         )
-    if args.command == "release":
-        if args.git or args.force or args.allow_placeholder:
-            raise AutograderError("--git, --force and --allow-placeholder go with --student DIR")
-        from . import release
+    if args.git or args.force or args.allow_placeholder:
+        raise AutograderError("--git, --force and --allow-placeholder go with --student DIR")
+    from . import release
 
-        return release.main(
-            course_root=course_root, assignments=args.assignments or None, check_only=args.check
+    return release.main(
+        course_root=course_root, assignments=args.assignments or None, check_only=args.check
+    )
+
+
+def _grade(args: argparse.Namespace, course_root: Path) -> int:
+    if not args.accept_uncalibrated:
+        from .calibrate import require_calibrated
+
+        require_calibrated(
+            course_root, args.profile, [args.assignment] if args.assignment else None
         )
-    if args.command == "grade":
-        if not args.accept_uncalibrated:
-            from .calibrate import require_calibrated
+    from . import batch
 
-            require_calibrated(
-                course_root, args.profile, [args.assignment] if args.assignment else None
-            )
-        from . import batch
+    return batch.main(
+        args.submissions,
+        out=args.out,
+        course_root=course_root,
+        assignment=args.assignment,
+        profile=args.profile,
+        jobs=args.jobs,
+        timeout_cell=args.timeout_cell,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        disk_mb=args.disk_mb,
+        cache_dir=args.cache,
+        resume=not args.no_resume,
+        keep_work=args.keep_work,
+        insecure=args.insecure,
+        quiet=args.quiet,
+        scheduler=args.scheduler,
+    )
 
-        return batch.main(
-            args.submissions,
-            out=args.out,
-            course_root=course_root,
-            assignment=args.assignment,
-            profile=args.profile,
-            jobs=args.jobs,
-            timeout_cell=args.timeout_cell,
-            timeout=args.timeout,
-            memory_mb=args.memory_mb,
-            disk_mb=args.disk_mb,
-            cache_dir=args.cache,
-            resume=not args.no_resume,
-            keep_work=args.keep_work,
-            insecure=args.insecure,
-            quiet=args.quiet,
-            scheduler=args.scheduler,
-        )
-    if args.command == "calibrate":
-        from . import calibrate
 
-        return calibrate.main(
-            course_root=course_root,
-            profile=args.profile,
-            assignments=args.assignment,
-            margins=args.margin,
-            jobs=args.jobs,
-            thresholds_file=args.thresholds,
-            dry_run=args.dry_run,
-        )
-    if args.command == "preflight":
-        from . import preflight
+def _calibrate(args: argparse.Namespace, course_root: Path) -> int:
+    from . import calibrate
 
-        return preflight.main(
-            course_root=course_root,
-            assignments=args.assignment,
-            profile=args.profile,
-            jobs=args.jobs,
-            timeout_cell=args.timeout_cell,
-            static_only=args.static_only,
-        )
-    if args.command in ("gradebook", "questions", "export"):
-        return _dispatch_hand_grading(args, course_root)
-    if args.command == "demo":
-        from . import demo
+    return calibrate.main(
+        course_root=course_root,
+        profile=args.profile,
+        assignments=args.assignment,
+        margins=args.margin,
+        jobs=args.jobs,
+        thresholds_file=args.thresholds,
+        dry_run=args.dry_run,
+    )
 
-        return demo.main(out=args.out, jobs=args.jobs, course_root=course_root)
-    raise AssertionError(args.command)
+
+def _preflight(args: argparse.Namespace, course_root: Path) -> int:
+    from . import preflight
+
+    return preflight.main(
+        course_root=course_root,
+        assignments=args.assignment,
+        profile=args.profile,
+        jobs=args.jobs,
+        timeout_cell=args.timeout_cell,
+        static_only=args.static_only,
+    )
+
+
+def _demo(args: argparse.Namespace, course_root: Path) -> int:
+    from . import demo
+
+    return demo.main(out=args.out, jobs=args.jobs, course_root=course_root)
 
 
 def _dispatch_hand_grading(args: argparse.Namespace, course_root: Path) -> int:

@@ -123,6 +123,28 @@ def _write_kernelspec(scratch: Path) -> None:
     (folder / "kernel.json").write_text(json.dumps(spec))
 
 
+def _prepare_scratch(scratch: Path, nb, notebook_name: str, source_dir: Path) -> None:
+    """An empty scratch folder for one run: the sandbox's home, evidence, cache, Jupyter
+    folders and kernelspec, and in ``work/`` the notebook and the other files of its folder."""
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    for sub in (
+        "home",
+        "evidence",
+        "cache",
+        "work",
+        "ipython",
+        "jupyter/runtime",
+        "jupyter/config",
+    ):
+        (scratch / sub).mkdir(parents=True, exist_ok=True)
+    _write_kernelspec(scratch)
+    for path in source_dir.iterdir() if source_dir.is_dir() else []:
+        if path.is_file() and path.suffix != ".ipynb":
+            shutil.copyfile(path, scratch / "work" / path.name)
+    nbformat.write(nb, str(scratch / "work" / notebook_name))
+
+
 def _valid_event(data) -> dict | None:
     """A journal event from the runner, with only the fields and types we expect."""
     if not isinstance(data, dict) or data.get("event") not in ("start", "end", "done"):
@@ -160,25 +182,9 @@ class JudgedExecute(Execute):
         course_root = Path(os.environ.get(COURSE_ROOT_ENV) or ".")
         assignment = resources["nbgrader"]["assignment"]
         scratch = run_dir / "sandbox"
-        if scratch.exists():
-            shutil.rmtree(scratch)
-        for sub in (
-            "home",
-            "evidence",
-            "cache",
-            "work",
-            "ipython",
-            "jupyter/runtime",
-            "jupyter/config",
-        ):
-            (scratch / sub).mkdir(parents=True, exist_ok=True)
-        _write_kernelspec(scratch)
-        source_dir = Path((resources.get("metadata") or {}).get("path") or ".")
-        for path in source_dir.iterdir() if source_dir.is_dir() else []:
-            if path.is_file() and path.suffix != ".ipynb":
-                shutil.copyfile(path, scratch / "work" / path.name)
         notebook_name = f"{assignment}.ipynb"
-        nbformat.write(nb, str(scratch / "work" / notebook_name))
+        source_dir = Path((resources.get("metadata") or {}).get("path") or ".")
+        _prepare_scratch(scratch, nb, notebook_name, source_dir)
 
         module = judge_mod.judge_module(course_root, assignment)
         profile = settings.get("profile", "grading")
@@ -259,40 +265,11 @@ class JudgedExecute(Execute):
         done: dict = {}
         chunks: list[bytes] = []
         journal_path = os.environ.get(JOURNAL_ENV)
-
-        def read_journal() -> None:
-            total = 0
-            sink = open(journal_path, "a", encoding="utf-8") if journal_path else None
-            with os.fdopen(journal_r, "rb") as stream:
-                for raw in stream:
-                    total += len(raw)
-                    if total > MAX_JOURNAL_BYTES:
-                        continue
-                    try:
-                        event = _valid_event(json.loads(raw))
-                    except (ValueError, UnicodeDecodeError):
-                        event = None
-                    if event is None:
-                        continue
-                    if event["event"] == "done":
-                        done.update(event)
-                    elif sink is not None:
-                        sink.write(json.dumps(event) + "\n")
-                        sink.flush()
-            if sink is not None:
-                sink.close()
-
-        def read_result() -> None:
-            total = 0
-            with os.fdopen(result_r, "rb") as stream:
-                while block := stream.read(1 << 20):
-                    total += len(block)
-                    if total <= MAX_NOTEBOOK_BYTES:
-                        chunks.append(block)
-
         threads = [
-            threading.Thread(target=read_journal, daemon=True),
-            threading.Thread(target=read_result, daemon=True),
+            threading.Thread(
+                target=_read_journal, args=(journal_r, journal_path, done), daemon=True
+            ),
+            threading.Thread(target=_read_result, args=(result_r, chunks), daemon=True),
         ]
         for thread in threads:
             thread.start()
@@ -369,6 +346,43 @@ class JudgedExecute(Execute):
                         VERDICT_ENAME, verdict.message, [f"{VERDICT_ENAME}: {verdict.message}"]
                     )
                 ]
+
+
+def _read_journal(fd: int, journal_path: str | None, done: dict) -> None:
+    """Read the runner's journal pipe ``fd`` to its end: valid events are appended to
+    ``journal_path`` (when set), the ``done`` event goes into ``done``; at most
+    ``MAX_JOURNAL_BYTES`` are read, anything malformed is dropped (untrusted bytes)."""
+    total = 0
+    sink = open(journal_path, "a", encoding="utf-8") if journal_path else None
+    with os.fdopen(fd, "rb") as stream:
+        for raw in stream:
+            total += len(raw)
+            if total > MAX_JOURNAL_BYTES:
+                continue
+            try:
+                event = _valid_event(json.loads(raw))
+            except (ValueError, UnicodeDecodeError):
+                event = None
+            if event is None:
+                continue
+            if event["event"] == "done":
+                done.update(event)
+            elif sink is not None:
+                sink.write(json.dumps(event) + "\n")
+                sink.flush()
+    if sink is not None:
+        sink.close()
+
+
+def _read_result(fd: int, chunks: list[bytes]) -> None:
+    """Read the executed notebook from pipe ``fd`` into ``chunks`` (up to the size limit; the
+    rest is drained and dropped)."""
+    total = 0
+    with os.fdopen(fd, "rb") as stream:
+        while block := stream.read(1 << 20):
+            total += len(block)
+            if total <= MAX_NOTEBOOK_BYTES:
+                chunks.append(block)
 
 
 def _error_output(ename, evalue, traceback) -> NotebookNode:

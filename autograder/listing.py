@@ -188,66 +188,81 @@ def _read_zip(archive: Path, target: Path, limits: ZipLimits) -> _Listing:
                 mtime = time.mktime((*member.date_time, 0, 0, -1))
             except (OverflowError, ValueError):
                 mtime = 0.0
-            mode = member.external_attr >> 16
-            size, packed = member.file_size, member.compress_size
-            problem = None
-            if unsafe:
-                problem = (
-                    "unsafe path in the .zip (it leads outside the folder it is "
-                    "extracted to): not extracted"
-                )
-            elif stat.S_ISLNK(mode):
-                problem = "a symbolic link in the .zip, not a notebook: not extracted"
-            elif member.flag_bits & 0x1:
-                problem = "an encrypted member of the .zip: not extracted"
-            elif index >= limits.max_members:
-                problem = (
-                    f"the .zip holds more than {limits.max_members} members: this one "
-                    "(and the following ones) not extracted"
-                )
-            elif size > limits.max_member_bytes:
-                problem = (
-                    f"too large: {_mib(size)} uncompressed (limit "
-                    f"{_mib(limits.max_member_bytes)}): not extracted"
-                )
-            elif size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
-                problem = (
-                    f"compressed {size / max(packed, 1):.0f}:1 ({_mib(size)} from "
-                    f"{packed} bytes; limit {limits.max_ratio:g}:1), a zip bomb?: not "
-                    "extracted"
-                )
-            elif total + size > limits.max_total_bytes:
-                problem = (
-                    f"the .zip's total uncompressed size limit "
-                    f"({_mib(limits.max_total_bytes)}) is reached: not extracted"
-                )
+            problem = _refusal(member, index, unsafe, total, limits)
             if problem:
                 listing.entries.append(_Entry(parts, target, mtime, label, problem))
                 continue
             destination = target / f"{index:06d}.ipynb"
             cap = min(limits.max_member_bytes, limits.max_total_bytes - total)
-            try:
-                written = _extract(bundle, member, destination, cap)
-            except (
-                zipfile.BadZipFile,
-                zlib.error,
-                EOFError,
-                OSError,
-                NotImplementedError,
-                RuntimeError,
-                ValueError,
-            ) as error:
-                problem = f"a damaged member of the .zip ({error}): not extracted"
-            else:
-                if written < 0:
-                    problem = f"larger than its .zip header says (over {_mib(cap)}): not extracted"
+            written, problem = _extract_checked(bundle, member, destination, cap)
             if problem:
-                destination.unlink(missing_ok=True)
                 listing.entries.append(_Entry(parts, target, mtime, label, problem))
                 continue
             total += written
             listing.entries.append(_Entry(parts, destination, mtime, label))
     return listing
+
+
+def _refusal(member: zipfile.ZipInfo, index: int, unsafe: bool, total: int, limits) -> str | None:
+    """Why the notebook ``member`` (the ``index``-th of the .zip; ``total`` bytes extracted
+    before it) is not extracted, judged from its header alone; None when it may be."""
+    mode = member.external_attr >> 16
+    size, packed = member.file_size, member.compress_size
+    if unsafe:
+        return (
+            "unsafe path in the .zip (it leads outside the folder it is "
+            "extracted to): not extracted"
+        )
+    if stat.S_ISLNK(mode):
+        return "a symbolic link in the .zip, not a notebook: not extracted"
+    if member.flag_bits & 0x1:
+        return "an encrypted member of the .zip: not extracted"
+    if index >= limits.max_members:
+        return (
+            f"the .zip holds more than {limits.max_members} members: this one "
+            "(and the following ones) not extracted"
+        )
+    if size > limits.max_member_bytes:
+        return (
+            f"too large: {_mib(size)} uncompressed (limit "
+            f"{_mib(limits.max_member_bytes)}): not extracted"
+        )
+    if size > limits.ratio_floor_bytes and size > limits.max_ratio * max(packed, 1):
+        return (
+            f"compressed {size / max(packed, 1):.0f}:1 ({_mib(size)} from "
+            f"{packed} bytes; limit {limits.max_ratio:g}:1), a zip bomb?: not "
+            "extracted"
+        )
+    if total + size > limits.max_total_bytes:
+        return (
+            f"the .zip's total uncompressed size limit "
+            f"({_mib(limits.max_total_bytes)}) is reached: not extracted"
+        )
+    return None
+
+
+def _extract_checked(bundle, member, destination: Path, cap: int) -> tuple[int, str | None]:
+    """Extract ``member`` to ``destination``, at most ``cap`` bytes: ``(bytes written, None)``,
+    or ``(0, why not)`` with nothing left behind (a damaged member, or one larger than its
+    header said)."""
+    try:
+        written = _extract(bundle, member, destination, cap)
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as error:
+        problem = f"a damaged member of the .zip ({error}): not extracted"
+    else:
+        if written >= 0:
+            return written, None
+        problem = f"larger than its .zip header says (over {_mib(cap)}): not extracted"
+    destination.unlink(missing_ok=True)
+    return 0, problem
 
 
 def extract_zip(archive: Path, target: Path, limits: ZipLimits = ZipLimits()) -> Path:

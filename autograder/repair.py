@@ -35,11 +35,12 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 import nbformat
 from nbformat.notebooknode import NotebookNode, from_dict
+
+from .cells import Release, grade_id, is_locked, nbgrader_meta, normalise_source  # noqa: F401 (Release, normalise_source: API)
 
 IDENTIFY_MIN_SCORE = 0.5
 RECOVER_MIN_ANCHORS = 0.5
@@ -52,64 +53,6 @@ class Rejected(Exception):
         super().__init__(reason)
         self.status = status
         self.reason = reason
-
-
-def normalise_source(source) -> str:
-    text = "".join(source) if isinstance(source, list) else str(source or "")
-    lines = [line.rstrip() for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
-    return "\n".join(lines).strip("\n")
-
-
-def _nbgrader(cell) -> dict | None:
-    meta = cell.get("metadata", {}).get("nbgrader")
-    return meta if isinstance(meta, dict) else None
-
-
-def _grade_id(cell) -> str | None:
-    meta = _nbgrader(cell)
-    grade_id = meta.get("grade_id") if meta else None
-    return grade_id if isinstance(grade_id, str) and grade_id else None
-
-
-def _is_locked(meta: dict | None) -> bool:
-    """nbgrader's notion: grade (test) cells and read-only cells are locked, answers are not."""
-    if not meta or meta.get("solution"):
-        return False
-    return bool(meta.get("grade") or meta.get("locked"))
-
-
-@dataclass
-class Release:
-    """What the repairs need to know about one assignment's release notebook."""
-
-    assignment: str
-    notebook: NotebookNode
-    grade_ids: list[str] = field(default_factory=list)
-    cells_by_id: dict[str, NotebookNode] = field(default_factory=dict)
-    locked_sources: set[str] = field(default_factory=set)
-    graded_ids: set[str] = field(default_factory=set)  # answer and test cells (distinctive)
-
-    @classmethod
-    def from_notebook(cls, assignment: str, notebook: NotebookNode) -> Release:
-        release = cls(assignment, notebook)
-        for cell in notebook.cells:
-            grade_id = _grade_id(cell)
-            if grade_id:
-                release.grade_ids.append(grade_id)
-                release.cells_by_id[grade_id] = cell
-                meta = _nbgrader(cell)
-                if meta.get("grade") or meta.get("solution"):
-                    release.graded_ids.add(grade_id)
-            if _is_locked(_nbgrader(cell)) and normalise_source(cell.source):
-                release.locked_sources.add(normalise_source(cell.source))
-        return release
-
-    def locked_code_ids(self) -> list[str]:
-        return [
-            grade_id
-            for grade_id, cell in self.cells_by_id.items()
-            if cell.cell_type == "code" and _is_locked(_nbgrader(cell))
-        ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,7 +163,7 @@ def match_scores(notebook: NotebookNode, releases: dict[str, Release]) -> dict[s
     notebook (read-only cells are left out: ids like ``setup`` or ``summary`` are common to
     every notebook), and the fraction of its locked (instructor) cells whose source is in it.
     """
-    ids = {gid for gid in (_grade_id(cell) for cell in notebook.cells) if gid}
+    ids = {gid for gid in (grade_id(cell) for cell in notebook.cells) if gid}
     sources = {normalise_source(cell.source) for cell in notebook.cells}
     scores = {}
     for name, release in releases.items():
@@ -250,7 +193,7 @@ def identify(
             )
         if scores[expected] > 0:
             return expected, []  # weak match: the repairs decide (and explain) what is possible
-        if not any(_nbgrader(cell) for cell in notebook.cells):
+        if not any(nbgrader_meta(cell) for cell in notebook.cells):
             raise Rejected(
                 "invalid",
                 f"the nbgrader metadata of this notebook was removed and none of the instructor "
@@ -342,19 +285,19 @@ def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNo
     counters for the notes.
     """
     rel_cells = release.notebook.cells
-    present = {gid for gid in (_grade_id(c) for c in cells) if gid}
+    present = {gid for gid in (grade_id(c) for c in cells) if gid}
 
     def rel_key(j: int, cell) -> tuple:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid and gid in present:
             return ("id", gid)
         source = normalise_source(cell.source)
-        if (gid is None or _is_locked(_nbgrader(cell))) and source:
+        if (gid is None or is_locked(nbgrader_meta(cell))) and source:
             return ("src", cell.cell_type, source)
         return ("release-only", j)
 
     def sub_key(i: int, cell) -> tuple:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid:
             return ("id", gid)
         source = normalise_source(cell.source)
@@ -377,17 +320,17 @@ def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNo
         answers = [
             j
             for j in gap_rel
-            if _grade_id(rel_cells[j])
-            and not _is_locked(_nbgrader(rel_cells[j]))
-            and _grade_id(rel_cells[j]) not in present
+            if grade_id(rel_cells[j])
+            and not is_locked(nbgrader_meta(rel_cells[j]))
+            and grade_id(rel_cells[j]) not in present
         ]
-        candidates = [i for i in gap_sub if _grade_id(cells[i]) is None]
+        candidates = [i for i in gap_sub if grade_id(cells[i]) is None]
         chosen = _assign_in_order([rel_cells[j] for j in answers], [cells[i] for i in candidates])
         match_of = {answers[a]: candidates[c] for a, c in enumerate(chosen) if c is not None}
         pointer = previous_sub + 1
         for j in gap_rel:
             rel_cell = rel_cells[j]
-            gid = _grade_id(rel_cell)
+            gid = grade_id(rel_cell)
             if j in match_of:
                 target = match_of[j]
                 out.extend(cells[pointer:target])
@@ -404,8 +347,8 @@ def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNo
         if rel_index < len(rel_cells):
             cell = cells[sub_index]
             rel_cell = rel_cells[rel_index]
-            gid = _grade_id(rel_cell)
-            if gid and _grade_id(cell) is None:
+            gid = grade_id(rel_cell)
+            if gid and grade_id(cell) is None:
                 cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
                 counts["anchored_by_source"] += 1
             out.append(cell)
@@ -421,16 +364,25 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
     beyond the metadata refresh. Raises :class:`Rejected` when it cannot be graded.
     """
     notes: list[str] = []
-    repaired = False
     cells = list(notebook.cells)
+    repaired = _forget_unknown_ids(cells, release, notes)  # 3.
+    cells, deduplicated = _keep_last_copies(cells, release, notes)  # 4.
+    cells, restored = _restore_missing(cells, release, notes)  # 5.
+    _adopt_release_metadata(cells, release, notes)  # 6.
+    notebook.cells = cells
+    _unique_cell_ids(notebook)
+    return notebook, notes, repaired or deduplicated or restored
 
-    # 3. unknown or malformed nbgrader metadata
+
+def _forget_unknown_ids(cells: list, release: Release, notes: list[str]) -> bool:
+    """Step 3: nbgrader metadata with a grade id the release does not have is removed (the
+    cell is graded as an ordinary one). True when a cell changed."""
     unknown = []
+    changed = False
     for cell in cells:
-        meta = cell.metadata.get("nbgrader")
-        if meta is None:
+        if cell.metadata.get("nbgrader") is None:
             continue
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid not in release.cells_by_id:
             del cell.metadata["nbgrader"]
             if gid:
@@ -439,19 +391,24 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
         notes.append(
             f"unknown grade id(s) {', '.join(sorted(set(unknown)))}: graded as ordinary cells"
         )
-        repaired = True
+        changed = True
+    return changed
 
-    # 4. duplicated grade ids: the last copy is graded
+
+def _keep_last_copies(cells: list, release: Release, notes: list[str]) -> tuple[list, bool]:
+    """Step 4: of a grade id present several times the last copy is graded (earlier copies of
+    a locked cell are dropped, of an answer cell kept as ordinary cells)."""
     positions: dict[str, list[int]] = {}
     for index, cell in enumerate(cells):
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if gid:
             positions.setdefault(gid, []).append(index)
     drop: set[int] = set()
+    changed = False
     for gid, where in positions.items():
         if len(where) < 2:
             continue
-        locked = _is_locked(_nbgrader(release.cells_by_id[gid]))
+        locked = is_locked(nbgrader_meta(release.cells_by_id[gid]))
         for index in where[:-1]:
             if locked:
                 drop.add(index)
@@ -462,58 +419,59 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
             f"{what} {gid} appears {len(where)} times: graded the last copy"
             + ("" if locked else " (earlier copies still run, as ordinary cells)")
         )
-        repaired = True
-    cells = [cell for index, cell in enumerate(cells) if index not in drop]
+        changed = True
+    return [cell for index, cell in enumerate(cells) if index not in drop], changed
 
-    # 5. missing grade ids: align with the release (stripped metadata, deleted cells)
-    present = {gid for gid in (_grade_id(c) for c in cells) if gid}
+
+def _restore_missing(cells: list, release: Release, notes: list[str]) -> tuple[list, bool]:
+    """Step 5: grade ids the release has and the notebook lacks (metadata stripped by an
+    editor, cells deleted) are found again by aligning with the release, or restored."""
+    present = {gid for gid in (grade_id(c) for c in cells) if gid}
     missing = [gid for gid in release.grade_ids if gid not in present]
-    if missing:
-        stripped = not present
-        cells, counts = _align(cells, release)
-        if stripped:
-            locked_code = release.locked_code_ids()
-            found = {gid for gid in (_grade_id(c) for c in cells) if gid} - set(counts["restored"])
-            anchors = len([gid for gid in locked_code if gid in found])
-            if anchors < RECOVER_MIN_ANCHORS * max(1, len(locked_code)):
-                raise Rejected(
-                    "invalid",
-                    "the nbgrader metadata of this notebook was removed and its cells cannot be "
-                    f"matched to the release of {release.assignment} (only {anchors} of "
-                    f"{len(locked_code)} instructor code cells found unchanged): the student "
-                    "should copy their answers into a fresh copy of the release",
-                )
-            notes.append(
-                "nbgrader metadata was missing (removed by an editor or converter): recovered "
-                f"it by matching the notebook to the release ({counts['anchored_by_source']} "
-                f"instructor cells by source, {counts['answers_matched']} answer cells by "
-                "position)"
+    if not missing:
+        return cells, False
+    stripped = not present
+    cells, counts = _align(cells, release)
+    if stripped:
+        locked_code = release.locked_code_ids()
+        found = {gid for gid in (grade_id(c) for c in cells) if gid} - set(counts["restored"])
+        anchors = len([gid for gid in locked_code if gid in found])
+        if anchors < RECOVER_MIN_ANCHORS * max(1, len(locked_code)):
+            raise Rejected(
+                "invalid",
+                "the nbgrader metadata of this notebook was removed and its cells cannot be "
+                f"matched to the release of {release.assignment} (only {anchors} of "
+                f"{len(locked_code)} instructor code cells found unchanged): the student "
+                "should copy their answers into a fresh copy of the release",
             )
-        restored = counts["restored"]
-        tests = [
-            g
-            for g in restored
-            if release.cells_by_id[g].metadata["nbgrader"].get("grade")
-            and _is_locked(release.cells_by_id[g].metadata["nbgrader"])
-        ]
-        answers = [
-            g for g in restored if not _is_locked(release.cells_by_id[g].metadata["nbgrader"])
-        ]
-        others = [g for g in restored if g not in tests and g not in answers]
-        if tests:
-            notes.append(
-                f"test cell(s) {', '.join(tests)} missing: restored from the release and graded"
-            )
-        if answers:
-            notes.append(f"answer cell(s) {', '.join(answers)} missing: restored empty")
-        if others and not stripped:
-            notes.append(f"{len(others)} locked instruction cell(s) missing: restored")
-        repaired = True
+        notes.append(
+            "nbgrader metadata was missing (removed by an editor or converter): recovered "
+            f"it by matching the notebook to the release ({counts['anchored_by_source']} "
+            f"instructor cells by source, {counts['answers_matched']} answer cells by "
+            "position)"
+        )
+    restored = counts["restored"]
+    meta = {g: release.cells_by_id[g].metadata["nbgrader"] for g in restored}
+    tests = [g for g in restored if meta[g].get("grade") and is_locked(meta[g])]
+    answers = [g for g in restored if not is_locked(meta[g])]
+    others = [g for g in restored if g not in tests and g not in answers]
+    if tests:
+        notes.append(
+            f"test cell(s) {', '.join(tests)} missing: restored from the release and graded"
+        )
+    if answers:
+        notes.append(f"answer cell(s) {', '.join(answers)} missing: restored empty")
+    if others and not stripped:
+        notes.append(f"{len(others)} locked instruction cell(s) missing: restored")
+    return cells, True
 
-    # 6. metadata of matched cells = the release's; report edited locked cells
+
+def _adopt_release_metadata(cells: list, release: Release, notes: list[str]) -> None:
+    """Step 6: every graded cell takes the release's nbgrader metadata; an edited test cell is
+    reported (it is graded with the original tests)."""
     edited_tests = []
     for cell in cells:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if not gid:
             continue
         rel_cell = release.cells_by_id[gid]
@@ -521,7 +479,7 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
         if (
             rel_cell.cell_type == "code"
             and rel_cell.metadata["nbgrader"].get("grade")
-            and _is_locked(rel_cell.metadata["nbgrader"])
+            and is_locked(rel_cell.metadata["nbgrader"])
             and normalise_source(cell.source) != normalise_source(rel_cell.source)
         ):
             edited_tests.append(gid)
@@ -529,7 +487,3 @@ def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list
         notes.append(
             f"test cell(s) {', '.join(edited_tests)} edited: graded with the original tests"
         )
-
-    notebook.cells = cells
-    _unique_cell_ids(notebook)
-    return notebook, notes, repaired

@@ -244,66 +244,70 @@ def build_cells(
     cells = []
     for gid, meta, kind in _graded_cells(release):
         points = float(meta.get("points", 0))
-        heading = headings.get(gid, "")
-        result = functools.partial(CellResult, gid, heading, kind, points)
-        if kind == "manual":
-            grade = (grades or {}).get(gid, {})
-            if (
-                grades is not None
-                and grade.get("auto_score") == 0
-                and not grade.get("needs_manual_grade")
-            ):
-                cells.append(result(0.0, "no_answer", "no answer given"))
-            else:
-                cells.append(result(None, "manual", "to be graded by hand"))
-            continue
+        result = functools.partial(CellResult, gid, headings.get(gid, ""), kind, points)
         event = ended.get(gid, {})
+        if kind == "manual":
+            cells.append(_manual_result(result, grades, gid))
+        elif grades is None:
+            cells.append(_unfinished_result(result, points, (verdicts or {}).get(gid), event))
+        else:
+            score = grades.get(gid, {}).get("auto_score")
+            cell = outputs_by_id.get(gid)
+            error = pick_error(cell) if cell is not None else None
+            visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
+            explain = functools.partial(
+                _error_message, hidden_lines=hidden, timeout_s=timeout_s, visible_source=visible
+            )
+            score = 0.0 if score is None else float(score)
+            cells.append(_finished_result(result, score, points, error, event, explain))
+    return cells
+
+
+def _manual_result(result, grades: dict | None, gid: str) -> CellResult:
+    """A hand-graded cell: to grade by hand, or 0 when nbgrader found it unanswered."""
+    grade = (grades or {}).get(gid, {})
+    if grades is not None and grade.get("auto_score") == 0 and not grade.get("needs_manual_grade"):
+        return result(0.0, "no_answer", "no answer given")
+    return result(None, "manual", "to be graded by hand")
+
+
+def _unfinished_result(result, points: float, verdict, event: dict) -> CellResult:
+    """A test cell when nbgrader did not finish: the judge's ``verdict`` on the evidence the
+    run left, else did not finish (it started, ``event``) or not run."""
+    if verdict is not None:
+        score = (
+            (points if verdict.score is None else min(points, verdict.score))
+            if verdict.passed
+            else 0.0
+        )
+        outcome = "passed" if verdict.passed else "failed"
+        return result(score, outcome, "passed" if verdict.passed else verdict.message)
+    if event:
+        outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
+        return result(0.0, outcome, f"did not finish ({event.get('error') or 'no result'})")
+    return result(0.0, "not_run", "not run: grading stopped before this cell")
+
+
+def _finished_result(result, score: float, points: float, error, event: dict, explain):
+    """A test cell nbgrader scored: passed, or why not (``explain(error)`` turns the cell's
+    error output into ``(outcome, message)`` without leaking hidden tests)."""
+    if score >= points:
         stderr_note = (
             " (your code wrote to stderr while this check ran; that is ignored)"
             if event.get("stderr")
             else ""
         )
-        if grades is not None:
-            score = grades.get(gid, {}).get("auto_score")
-            score = 0.0 if score is None else float(score)
-        elif (verdicts or {}).get(gid) is not None:  # stopped early: the judge on the evidence
-            verdict = verdicts[gid]
-            score = (
-                (points if verdict.score is None else min(points, verdict.score))
-                if verdict.passed
-                else 0.0
-            )
-            outcome = "passed" if verdict.passed else "failed"
-            cells.append(result(score, outcome, "passed" if verdict.passed else verdict.message))
-            continue
-        elif event:
-            outcome = {"CellTimeoutError": "timeout"}.get(event.get("error") or "", "failed")
-            cells.append(
-                result(0.0, outcome, f"did not finish ({event.get('error') or 'no result'})")
-            )
-            continue
-        else:
-            cells.append(result(0.0, "not_run", "not run: grading stopped before this cell"))
-            continue
-        cell = outputs_by_id.get(gid)
-        error = pick_error(cell) if cell is not None else None
-        if score >= points:
-            cells.append(result(score, "passed", "passed" + stderr_note))
-        elif error is not None:
-            visible = release.cells_by_id[gid].source if gid in release.cells_by_id else ""
-            outcome, message = _error_message(error, hidden, timeout_s, visible)
-            cells.append(result(score, outcome, message))
-        elif event.get("error"):
-            cells.append(result(score, "failed", event["error"]))
-        elif score > 0:
-            cells.append(result(score, "partial", "partial credit"))
-        elif event.get("stderr"):
-            cells.append(
-                result(score, "failed", "wrote to stderr, which nbgrader counts as a failure")
-            )
-        else:
-            cells.append(result(score, "failed", "no credit"))
-    return cells
+        return result(score, "passed", "passed" + stderr_note)
+    if error is not None:
+        outcome, message = explain(error)
+        return result(score, outcome, message)
+    if event.get("error"):
+        return result(score, "failed", event["error"])
+    if score > 0:
+        return result(score, "partial", "partial credit")
+    if event.get("stderr"):
+        return result(score, "failed", "wrote to stderr, which nbgrader counts as a failure")
+    return result(score, "failed", "no credit")
 
 
 def code_errors(autograded_nb, hidden: list[str], timeout_s: int) -> list[dict]:

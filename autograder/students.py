@@ -15,6 +15,8 @@ import re
 
 import nbformat
 
+from . import cells
+
 _MARKER = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$")
 
 
@@ -23,20 +25,16 @@ def strip_solution_markers(source: str) -> str:
     return "\n".join(line for line in source.split("\n") if not _MARKER.match(line))
 
 
-def _grade_id(cell) -> str | None:
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
 def solved_release(source_nb, release_nb) -> nbformat.NotebookNode:
     """The release with the solution in every answer cell (code and markdown)."""
     solutions = {
-        _grade_id(cell): cell
+        cells.grade_id(cell): cell
         for cell in source_nb.cells
         if cell.metadata.get("nbgrader", {}).get("solution")
     }
     notebook = copy.deepcopy(release_nb)
     for cell in notebook.cells:
-        gid = _grade_id(cell)
+        gid = cells.grade_id(cell)
         if gid in solutions:
             cell.source = strip_solution_markers(solutions[gid].source)
     return notebook
@@ -48,7 +46,7 @@ def blank_release(release_nb) -> nbformat.NotebookNode:
 
 def answer_cell(notebook, grade_id: str):
     for cell in notebook.cells:
-        if _grade_id(cell) == grade_id:
+        if cells.grade_id(cell) == grade_id:
             return cell
     raise KeyError(f"no cell with grade id {grade_id!r} in the notebook")
 

@@ -124,7 +124,9 @@ def test_cached_weights_are_loaded_without_touching_the_file(zip_format):
         assert pretrained is True and not model.training
         for key, value in model.state_dict().items():
             assert torch.equal(value, state[key]), key
-        assert all(p.requires_grad and isinstance(p, torch.nn.Parameter) for p in model.parameters())
+        assert all(
+            p.requires_grad and isinstance(p, torch.nn.Parameter) for p in model.parameters()
+        )
         with torch.no_grad():
             model.fc.weight.mul_(0.0)  # copy on write: the mapped file is never written
     assert path.read_bytes() == stored

@@ -22,7 +22,6 @@ from tests.data.images import write_images
 
 def _set_cores(monkeypatch, count: int) -> None:
     """Pretend this machine has ``count`` cores (extraction's and its settings' view)."""
-    monkeypatch.setattr(features, "_cpu_cores", lambda: count)
     monkeypatch.setattr(_runtime, "_cpu_cores", lambda: count)
 
 

@@ -26,6 +26,16 @@ import os
 import sys
 import time
 
+# jsonschema (under nbformat) imports rfc3987_syntax, when installed, only to check "iri"
+# strings, and that builds a grammar for 2-3 s at import: a third of this runner's start.
+# No notebook schema uses the format; without the module jsonschema simply skips it.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+import nbformat  # noqa: E402
+from jupyter_client.manager import AsyncKernelManager  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbformat.notebooknode import NotebookNode  # noqa: E402
+
 
 def _non_dumpable() -> None:
     try:
@@ -45,98 +55,88 @@ def _first_error(cell) -> str | None:
     return names[0] if names else None
 
 
-def main(argv: list[str]) -> int:
-    _non_dumpable()
-    for fd in (int(argv[3]), int(argv[4])):
-        os.set_inheritable(fd, False)  # never passed on to the kernel
-    journal = os.fdopen(int(argv[3]), "w", buffering=1)
-    result = os.fdopen(int(argv[4]), "w")
-    notebook_path, config_path = argv[1], argv[2]
-    with open(config_path) as stream:
-        config = json.load(stream)
+class IpcKernelManager(AsyncKernelManager):
+    """A kernel reached over Unix sockets in ``$JUPYTER_RUNTIME_DIR`` (no network here)."""
 
-    # jsonschema (under nbformat) imports rfc3987_syntax, when installed, only to check "iri"
-    # strings, and that builds a grammar for 2-3 s at import: a third of this runner's start.
-    # No notebook schema uses the format; without the module jsonschema simply skips it.
-    sys.modules.setdefault("rfc3987_syntax", None)
-    import nbformat
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
-    from nbformat.notebooknode import NotebookNode
-
-    skip = {int(k): v for k, v in (config.get("skip") or {}).items()}
-
-    def event(**data) -> None:
-        data["time"] = time.time()
-        journal.write(json.dumps(data) + "\n")
-
-    class IpcKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault(
-                "ip", os.path.join(os.environ.get("JUPYTER_RUNTIME_DIR", "/tmp"), "kernel-ipc")
-            )
-            super().__init__(**kwargs)
-
-    class JournaledClient(NotebookClient):
-        """nbclient with nbgrader's ``Execute`` settings, a journal and skipped cells."""
-
-        async def async_execute_cell(
-            self, cell, cell_index, execution_count=None, store_history=True
-        ):
-            if cell.cell_type != "code":
-                return cell
-            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-            event(event="start", index=cell_index, grade_id=grade_id)
-            started = time.perf_counter()
-            if cell_index in skip:
-                ename = str(skip[cell_index].get("ename", "SkippedCell"))
-                evalue = str(skip[cell_index].get("evalue", ""))
-                cell.outputs = [
-                    NotebookNode(
-                        output_type="error",
-                        ename=ename,
-                        evalue=evalue,
-                        traceback=[f"{ename}: {evalue}"],
-                    )
-                ]
-                cell.execution_count = None
-            else:
-                await super().async_execute_cell(cell, cell_index, execution_count, store_history)
-            event(
-                event="end",
-                index=cell_index,
-                grade_id=grade_id,
-                seconds=round(time.perf_counter() - started, 4),
-                error=_first_error(cell),
-                skipped=cell_index in skip,
-                stderr=any(
-                    o.get("output_type") == "stream" and o.get("name") == "stderr"
-                    for o in cell.get("outputs", [])
-                ),
-            )
-            return cell
-
-    def on_cell_executed(cell, cell_index, execute_reply):
-        # as nbgrader's Execute: an error reply with no matching output (a timeout) is kept
-        content = execute_reply["content"]
-        if content["status"] != "error":
-            return
-        if any(o.output_type == "error" and o.ename == content["ename"] for o in cell.outputs):
-            return
-        cell.outputs.append(
-            NotebookNode(
-                output_type="error",
-                ename=content["ename"],
-                evalue=content["evalue"],
-                traceback=content["traceback"]
-                or ["ERROR: An error occurred while showtraceback was disabled"],
-            )
+    def __init__(self, **kwargs):
+        kwargs.setdefault("transport", "ipc")
+        kwargs.setdefault(
+            "ip", os.path.join(os.environ.get("JUPYTER_RUNTIME_DIR", "/tmp"), "kernel-ipc")
         )
+        super().__init__(**kwargs)
 
-    notebook = nbformat.read(notebook_path, as_version=4)
-    client = JournaledClient(
+
+class JournaledClient(NotebookClient):
+    """nbclient with nbgrader's ``Execute`` settings, a journal and skipped cells.
+
+    ``event(**data)`` writes one journal line; ``skip`` maps a cell index to the error that
+    replaces running it (``{"ename", "evalue"}``).
+    """
+
+    def __init__(self, nb, *, event, skip: dict[int, dict], **kwargs):
+        super().__init__(nb, **kwargs)
+        self.journal_event = event
+        self.skip = skip
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        if cell.cell_type != "code":
+            return cell
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        self.journal_event(event="start", index=cell_index, grade_id=grade_id)
+        started = time.perf_counter()
+        skipped = cell_index in self.skip
+        if skipped:
+            cell.outputs = [_error_output(self.skip[cell_index])]
+            cell.execution_count = None
+        else:
+            await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self.journal_event(
+            event="end",
+            index=cell_index,
+            grade_id=grade_id,
+            seconds=round(time.perf_counter() - started, 4),
+            error=_first_error(cell),
+            skipped=skipped,
+            stderr=any(
+                o.get("output_type") == "stream" and o.get("name") == "stderr"
+                for o in cell.get("outputs", [])
+            ),
+        )
+        return cell
+
+
+def _error_output(skip: dict) -> NotebookNode:
+    """The error a skipped cell shows instead of running."""
+    ename = str(skip.get("ename", "SkippedCell"))
+    evalue = str(skip.get("evalue", ""))
+    return NotebookNode(
+        output_type="error", ename=ename, evalue=evalue, traceback=[f"{ename}: {evalue}"]
+    )
+
+
+def _on_cell_executed(cell, cell_index, execute_reply):
+    # as nbgrader's Execute: an error reply with no matching output (a timeout) is kept
+    content = execute_reply["content"]
+    if content["status"] != "error":
+        return
+    if any(o.output_type == "error" and o.ename == content["ename"] for o in cell.outputs):
+        return
+    cell.outputs.append(
+        NotebookNode(
+            output_type="error",
+            ename=content["ename"],
+            evalue=content["evalue"],
+            traceback=content["traceback"]
+            or ["ERROR: An error occurred while showtraceback was disabled"],
+        )
+    )
+
+
+def _client(notebook, notebook_path: str, config: dict, event) -> JournaledClient:
+    return JournaledClient(
         notebook,
+        event=event,
+        skip={int(k): v for k, v in (config.get("skip") or {}).items()},
         timeout=int(config.get("timeout", 600)),
         interrupt_on_timeout=bool(config.get("interrupt_on_timeout", True)),
         allow_errors=True,
@@ -152,11 +152,28 @@ def main(argv: list[str]) -> int:
         shutdown_kernel="immediate",
         kernel_manager_class=IpcKernelManager,
         resources={"metadata": {"path": os.path.dirname(os.path.abspath(notebook_path))}},
-        on_cell_executed=on_cell_executed,
+        on_cell_executed=_on_cell_executed,
     )
+
+
+def main(argv: list[str]) -> int:
+    _non_dumpable()
+    for fd in (int(argv[3]), int(argv[4])):
+        os.set_inheritable(fd, False)  # never passed on to the kernel
+    journal = os.fdopen(int(argv[3]), "w", buffering=1)
+    result = os.fdopen(int(argv[4]), "w")
+    notebook_path, config_path = argv[1], argv[2]
+    with open(config_path) as stream:
+        config = json.load(stream)
+
+    def event(**data) -> None:
+        data["time"] = time.time()
+        journal.write(json.dumps(data) + "\n")
+
+    notebook = nbformat.read(notebook_path, as_version=4)
     error = None
     try:
-        client.execute()
+        _client(notebook, notebook_path, config, event).execute()
     except Exception as exc:  # noqa: BLE001 - reported to the grader (e.g. the kernel died)
         error = f"{type(exc).__name__}: {str(exc)[:300]}"
         print(f"run_notebook: {error}", file=sys.stderr)

@@ -300,3 +300,18 @@ def _intra_op_threads(count: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _loading_plan(
+    data: Any, batch_size: int, target: torch.device, num_workers: int | None
+) -> tuple[int, int | None, int]:
+    """``(DataLoader workers, intra-op threads or None to leave them, decode threads)`` for a
+    dataset that decodes its items (see :func:`default_num_workers`)."""
+    workers = default_num_workers(data, batch_size, target) if num_workers is None else num_workers
+    threads = None
+    if target.type == "cpu" and workers and num_workers is None:
+        threads = max(1, min(torch.get_num_threads(), _cpu_cores() - workers))
+    decode_threads = 0
+    if num_workers is None and workers == 0:
+        decode_threads = default_decode_threads(data, batch_size)
+    return workers, threads, decode_threads

@@ -112,9 +112,9 @@ from . import fingerprint as _fingerprint
 from ._log import get_logger, report
 from ._runtime import (
     _channels_last,
-    _cpu_cores,
     _intra_op_threads,
     _is_tensor_dataset,
+    _loading_plan,
     _on_device,
     _pick_device,
     _resize_size,
@@ -305,15 +305,11 @@ def extract(
     if (cache_dir or shared_dir) and not _cacheable(model, dataset, loader_given, total):
         cache_dir = shared_dir = None
 
-    workers, threads, decode_threads = 0, None, 0
-    if not loader_given and not _is_tensor_dataset(data):
-        workers = (
-            default_num_workers(data, batch_size, target) if num_workers is None else num_workers
-        )
-        if target.type == "cpu" and workers and num_workers is None:
-            threads = max(1, min(torch.get_num_threads(), _cpu_cores() - workers))
-        if num_workers is None and workers == 0:
-            decode_threads = default_decode_threads(data, batch_size)
+    workers, threads, decode_threads = (
+        (0, None, 0)
+        if loader_given or _is_tensor_dataset(data)
+        else _loading_plan(data, batch_size, target, num_workers)
+    )
 
     with _on_device(model, target):
         key = None
@@ -322,12 +318,9 @@ def extract(
             # The shared (read-only) cache first, then the read-write one.
             hit = None if key is None else _cache.lookup(key, [shared_dir, cache_dir])
             if hit is not None:
+                what = desc or "features"
                 report(
-                    log,
-                    "%s: %d rows from the feature cache",
-                    desc or "features",
-                    len(hit[0]),
-                    progress=progress,
+                    log, "%s: %d rows from the feature cache", what, len(hit[0]), progress=progress
                 )
                 return hit[0], hit[1]
         runner = model

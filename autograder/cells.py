@@ -1,5 +1,7 @@
 """What a cell is to nbgrader, read defensively (submitted metadata can be anything): its grade
-id, whether it is locked, and the cells of one assignment's release (:class:`Release`)."""
+id, whether it is locked, the cells of one assignment's release (:class:`Release`), and the one
+reader of its ``BEGIN``/``END SOLUTION`` and ``HIDDEN TESTS`` regions (release leak checks,
+preflight, rubrics, feedback scrubbing and the solved notebooks all use it)."""
 
 from __future__ import annotations
 
@@ -67,3 +69,43 @@ class Release:
             for gid, cell in self.cells_by_id.items()
             if cell.cell_type == "code" and is_locked(nbgrader_meta(cell))
         ]
+
+
+def tagged_lines(source, region: str) -> list[tuple[bool, str]]:
+    """The lines of ``source`` without its ``BEGIN <region>`` / ``END <region>`` marker lines,
+    each with whether it lies inside such a region. ``region``: ``"SOLUTION"`` or
+    ``"HIDDEN TESTS"``. A line is a marker when it contains those words, as nbgrader's own
+    preprocessors decide (``### BEGIN SOLUTION``, ``# END HIDDEN TESTS`` ...)."""
+    text = "".join(source) if isinstance(source, list) else str(source or "")
+    tagged, inside = [], False
+    for line in text.split("\n"):  # not splitlines(): joined again, the source is unchanged
+        if f"BEGIN {region}" in line:
+            inside = True
+        elif f"END {region}" in line:
+            inside = False
+        else:
+            tagged.append((inside, line))
+    return tagged
+
+
+def region_lines(source, region: str) -> tuple[list[str], list[str]]:
+    """``(lines inside the region's markers, lines outside them)`` (see :func:`tagged_lines`)."""
+    tagged = tagged_lines(source, region)
+    return [line for inside, line in tagged if inside], [
+        line for inside, line in tagged if not inside
+    ]
+
+
+def balanced(source: str, region: str) -> bool:
+    """Every ``BEGIN <region>`` closed by an ``END <region>``, none nested."""
+    depth = 0
+    for line in source.splitlines():
+        if f"BEGIN {region}" in line:
+            depth += 1
+            if depth > 1:
+                return False
+        elif f"END {region}" in line:
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0

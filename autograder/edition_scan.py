@@ -36,10 +36,8 @@ PACKAGE_BLOCK = 3
 
 def _cell_lines(source) -> tuple[set[str], set[str], set[str]]:
     """(solution lines, hidden-test lines, lines outside both) of one cell, stripped."""
-    solution_in, solution_out = release_mod._region_lines(source, "BEGIN SOLUTION", "END SOLUTION")
-    hidden_in, hidden_out = release_mod._region_lines(
-        source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
-    )
+    solution_in, solution_out = release_mod._region_lines(source, "SOLUTION")
+    hidden_in, hidden_out = release_mod._region_lines(source, "HIDDEN TESTS")
     return solution_in, hidden_in, solution_out & hidden_out
 
 

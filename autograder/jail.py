@@ -9,8 +9,8 @@ A student's notebook is executed by ``autograder/sandbox_runner/run_notebook.py`
   runner over Unix sockets), own IPC and UTS namespaces, a new session (no terminal);
 * **a filesystem view of its own**: read-only system folders (``/usr``, ``/etc``), the Python
   installation and virtual environment, the ``featurelab`` package and the runner; read-only
-  data, weights and shared feature cache; one writable scratch folder (``/scratch``) and a
-  private ``/tmp``. Not visible: the repository (``solutions/``, ``autograder/``), the output
+  data, weights and shared feature cache; one writable scratch folder (``/scratch``), a
+  private ``/tmp`` and ``/dev/shm`` (memory: size-capped), a read-only ``/dev``. Not visible: the repository (``solutions/``, ``autograder/``), the output
   folder, the gradebook, other submissions, the user's home;
 * **an unprivileged user**: when the grader runs as root, the sandbox drops to a dedicated uid
   (``setpriv``; one uid per concurrent sandbox) with no capabilities and ``no_new_privs``; a
@@ -38,6 +38,7 @@ RUNNER_DIR = Path(__file__).resolve().parent / "sandbox_runner"
 SANDBOX_RUNNER = "/opt/featurelab-runner"
 SCRATCH = "/scratch"
 TMP_SIZE_MB = 512  # the private /tmp of a sandbox (a tmpfs: memory)
+SHM_SIZE_MB = 256  # its /dev/shm (the rest of its /dev is read-only)
 BASE_UID = 64000  # + slot: the uid of a sandbox when the grader runs as root
 
 
@@ -178,10 +179,15 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
         "--new-session",
     ]
     args += _system_binds()
-    # /tmp first: a checkout, a venv or data under /tmp are bound on top of it, not hidden by it
-    # (size-capped: tmpfs pages are memory that no process's RSS shows)
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777"]
-    args += ["--size", str(TMP_SIZE_MB << 20), "--tmpfs", "/tmp"]
+    # Memory filesystems are size-capped: tmpfs pages are memory that no process's RSS shows.
+    # /dev is bubblewrap's own tmpfs (half the machine's memory, owned by the sandbox's user
+    # when the grader is not root): read-only but for a capped /dev/shm (POSIX shared memory,
+    # e.g. DataLoader workers); device nodes still work.
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    args += ["--perms", "1777", "--size", str(SHM_SIZE_MB << 20), "--tmpfs", "/dev/shm"]
+    args += ["--remount-ro", "/dev"]
+    # /tmp before the binds: a checkout, a venv or data under /tmp are bound on top of it
+    args += ["--perms", "1777", "--size", str(TMP_SIZE_MB << 20), "--tmpfs", "/tmp"]
     binds = [*spec.ro_binds, (str(RUNNER_DIR), SANDBOX_RUNNER)]
     made = {"/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin", "/lib32", "/tmp", "/proc", "/dev"}
     for _host, inside in binds:

@@ -36,6 +36,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import cells as cells_mod
 from . import course as course_mod
 from .course import REPO_ROOT
 
@@ -61,20 +62,6 @@ class PreflightReport:
         return [p for p in self.problems if p.level == "error"]
 
 
-def _balanced(source: str, begin: str, end: str) -> bool:
-    depth = 0
-    for line in source.splitlines():
-        if begin in line:
-            depth += 1
-            if depth > 1:
-                return False
-        elif end in line:
-            depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0
-
-
 def static_checks(assignment: str, notebook) -> list[Problem]:
     """Problems of one source notebook (see the module docstring)."""
     from nbgrader.nbgraderformat import MetadataValidator, ValidationError
@@ -94,65 +81,75 @@ def static_checks(assignment: str, notebook) -> list[Problem]:
     seen: dict[str, int] = {}
     autograded = 0
     for index, cell in enumerate(notebook.cells, start=1):
-        meta = cell.metadata.get("nbgrader")
-        where = f"cell {index}"
-        source = cell.source
-        if cell.cell_type == "code":
-            if cell.get("outputs"):
-                error(f"{where} has outputs (commit notebooks without outputs)")
-            if cell.get("execution_count") is not None:
-                error(f"{where} has an execution count")
-        if "BEGIN HIDDEN TESTS" in source and not (
-            meta and meta.get("grade") and not meta.get("solution")
-        ):
-            error(f"{where} has hidden tests but is not a test cell: they would be lost")
-        if not meta:
-            if "BEGIN SOLUTION" in source:
-                error(f"{where} has a solution region but is not an nbgrader answer cell")
-            continue
-        gid = meta.get("grade_id", "")
-        where = f"{gid or where}"
-        seen[gid] = seen.get(gid, 0) + 1
-        if meta.get("schema_version") != 3:
-            error(f"{where}: nbgrader schema_version {meta.get('schema_version')!r}, expected 3")
-        if meta.get("grade"):
-            points = meta.get("points")
-            if not isinstance(points, (int, float)) or points <= 0:
-                error(f"{where}: graded cell without points > 0 (points={points!r})")
-        if meta.get("solution"):
-            if "BEGIN SOLUTION" not in source:
-                (error if cell.cell_type == "code" else warning)(
-                    f"{where}: answer cell without ### BEGIN SOLUTION (the whole cell would be "
-                    "replaced by the stub)"
-                )
-            elif not _balanced(source, "BEGIN SOLUTION", "END SOLUTION"):
-                error(f"{where}: unbalanced BEGIN/END SOLUTION")
-        elif meta.get("grade") and cell.cell_type == "code":
-            autograded += 1
-            if not meta.get("locked"):
-                error(f"{where}: test cell is not locked")
-            if not _balanced(source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
-                error(f"{where}: unbalanced BEGIN/END HIDDEN TESTS")
-            inside = False
-            for line in source.splitlines():
-                if "BEGIN HIDDEN TESTS" in line:
-                    inside = True
-                elif "END HIDDEN TESTS" in line:
-                    inside = False
-                elif not inside and "autograder" in line and "import" in line:
-                    error(
-                        f"{where}: a visible test line imports autograder (students do not "
-                        "have it): move it inside the hidden tests"
-                    )
-                    break
-            if "BEGIN HIDDEN TESTS" not in source:
-                warning(f"{where}: no hidden tests")
+        gid, is_test = _check_cell(index, cell, error, warning)
+        if gid is not None:
+            seen[gid] = seen.get(gid, 0) + 1
+        autograded += is_test
     for gid, count in seen.items():
         if count > 1:
             error(f"grade id {gid!r} used {count} times")
     if not autograded:
         error("no autograded test cell")
     return problems
+
+
+def _check_cell(index: int, cell, error, warning) -> tuple[str | None, bool]:
+    """Report the problems of one source cell through ``error`` / ``warning``; returns
+    ``(its grade id, or None for an ordinary cell; whether it is an autograded test cell)``."""
+    meta = cell.metadata.get("nbgrader")
+    where = f"cell {index}"
+    source = cell.source
+    if cell.cell_type == "code":
+        if cell.get("outputs"):
+            error(f"{where} has outputs (commit notebooks without outputs)")
+        if cell.get("execution_count") is not None:
+            error(f"{where} has an execution count")
+    if "BEGIN HIDDEN TESTS" in source and not (
+        meta and meta.get("grade") and not meta.get("solution")
+    ):
+        error(f"{where} has hidden tests but is not a test cell: they would be lost")
+    if not meta:
+        if "BEGIN SOLUTION" in source:
+            error(f"{where} has a solution region but is not an nbgrader answer cell")
+        return None, False
+    gid = meta.get("grade_id", "")
+    where = f"{gid or where}"
+    if meta.get("schema_version") != 3:
+        error(f"{where}: nbgrader schema_version {meta.get('schema_version')!r}, expected 3")
+    if meta.get("grade"):
+        points = meta.get("points")
+        if not isinstance(points, (int, float)) or points <= 0:
+            error(f"{where}: graded cell without points > 0 (points={points!r})")
+    if meta.get("solution"):
+        if "BEGIN SOLUTION" not in source:
+            (error if cell.cell_type == "code" else warning)(
+                f"{where}: answer cell without ### BEGIN SOLUTION (the whole cell would be "
+                "replaced by the stub)"
+            )
+        elif not cells_mod.balanced(source, "SOLUTION"):
+            error(f"{where}: unbalanced BEGIN/END SOLUTION")
+        return gid, False
+    if meta.get("grade") and cell.cell_type == "code":
+        _check_test_cell(where, meta, source, error, warning)
+        return gid, True
+    return gid, False
+
+
+def _check_test_cell(where: str, meta: dict, source: str, error, warning) -> None:
+    """The problems of an autograded test cell: unlocked, unbalanced or missing hidden tests,
+    a visible line importing ``autograder``."""
+    if not meta.get("locked"):
+        error(f"{where}: test cell is not locked")
+    if not cells_mod.balanced(source, "HIDDEN TESTS"):
+        error(f"{where}: unbalanced BEGIN/END HIDDEN TESTS")
+    visible = cells_mod.region_lines(source, "HIDDEN TESTS")[1]
+    if any("autograder" in line and "import" in line for line in visible):
+        error(
+            f"{where}: a visible test line imports autograder (students do not "
+            "have it): move it inside the hidden tests"
+        )
+    if "BEGIN HIDDEN TESTS" not in source:
+        warning(f"{where}: no hidden tests")
 
 
 def course_checks(course_root: Path, assignment_ids: list[str], profile: str) -> list[Problem]:
@@ -216,34 +213,10 @@ def run_checks(
     record_solution, record_blank, assignment: str, limit: int
 ) -> tuple[list[Problem], list[dict]]:
     """Problems and timings from the graded solution and blank release of one assignment."""
-    problems: list[Problem] = []
+    problems = _solution_problems(record_solution, assignment)
     timings: list[dict] = []
-    solution = record_solution
-    if solution.status not in ("ok", "repaired") or solution.score < solution.max_score:
-        failing = [
-            f"{c.grade_id} ({c.message})"
-            for c in solution.cells
-            if c.kind == "auto" and (c.score or 0) < c.points
-        ]
-        problems.append(
-            Problem(
-                assignment,
-                "error",
-                f"the solution scores {solution.score:g}/{solution.max_score:g} "
-                f"({solution.status}; {solution.reason}); failing: "
-                f"{', '.join(failing) or '-'}",
-            )
-        )
-    for error in solution.code_errors:
-        problems.append(
-            Problem(
-                assignment,
-                "error",
-                f"the solution's cell {error['cell']} raised {error['message']}",
-            )
-        )
-    test_ids = {c.grade_id for c in solution.cells if c.kind == "auto"}
-    for timing in solution.timings:
+    test_ids = {c.grade_id for c in record_solution.cells if c.kind == "auto"}
+    for timing in record_solution.timings:
         if timing.get("stderr") and timing.get("grade_id") in test_ids:
             problems.append(
                 Problem(
@@ -264,27 +237,51 @@ def run_checks(
                 )
             )
     if record_blank is not None:
-        passing = [
-            c.grade_id for c in record_blank.cells if c.kind == "auto" and (c.score or 0) > 0
-        ]
-        if passing:
-            problems.append(
-                Problem(
-                    assignment,
-                    "error",
-                    f"test cell(s) {', '.join(passing)} give points to the blank "
-                    "release (they test nothing the student writes)",
-                )
-            )
-        if record_blank.status in ("error", "invalid"):
-            problems.append(
-                Problem(
-                    assignment,
-                    "error",
-                    f"the blank release could not be graded: {record_blank.reason}",
-                )
-            )
+        problems += _blank_problems(record_blank, assignment)
     return problems, timings
+
+
+def _solution_problems(solution, assignment: str) -> list[Problem]:
+    """The solution must score full marks without an error in any cell."""
+    problems = []
+    if solution.status not in ("ok", "repaired") or solution.score < solution.max_score:
+        failing = [
+            f"{c.grade_id} ({c.message})"
+            for c in solution.cells
+            if c.kind == "auto" and (c.score or 0) < c.points
+        ]
+        problems.append(
+            Problem(
+                assignment,
+                "error",
+                f"the solution scores {solution.score:g}/{solution.max_score:g} "
+                f"({solution.status}; {solution.reason}); failing: "
+                f"{', '.join(failing) or '-'}",
+            )
+        )
+    for error in solution.code_errors:
+        message = f"the solution's cell {error['cell']} raised {error['message']}"
+        problems.append(Problem(assignment, "error", message))
+    return problems
+
+
+def _blank_problems(blank, assignment: str) -> list[Problem]:
+    """The blank release must be gradable and score nothing."""
+    problems = []
+    passing = [c.grade_id for c in blank.cells if c.kind == "auto" and (c.score or 0) > 0]
+    if passing:
+        problems.append(
+            Problem(
+                assignment,
+                "error",
+                f"test cell(s) {', '.join(passing)} give points to the blank "
+                "release (they test nothing the student writes)",
+            )
+        )
+    if blank.status in ("error", "invalid"):
+        message = f"the blank release could not be graded: {blank.reason}"
+        problems.append(Problem(assignment, "error", message))
+    return problems
 
 
 def preflight(

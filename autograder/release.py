@@ -33,6 +33,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import cells as cells_mod
 from . import course as course_mod
 from . import identity as identity_mod
 from .course import REPO_ROOT, AutograderError
@@ -176,20 +177,10 @@ def _text(source) -> str:
     return "".join(source) if isinstance(source, list) else str(source)
 
 
-def _region_lines(source, begin: str, end: str) -> tuple[set[str], set[str]]:
-    """(stripped lines inside begin/end regions, stripped lines outside them) of one cell."""
-    source = _text(source)
-    inside, outside = set(), set()
-    depth = False
-    for line in source.splitlines():
-        if begin in line:
-            depth = True
-            continue
-        if end in line:
-            depth = False
-            continue
-        (inside if depth else outside).add(line.strip())
-    return inside, outside
+def _region_lines(source, region: str) -> tuple[set[str], set[str]]:
+    """(stripped lines inside the region, stripped lines outside it) of one cell."""
+    inside, outside = cells_mod.region_lines(source, region)
+    return {line.strip() for line in inside}, {line.strip() for line in outside}
 
 
 def find_leaks(source_nb, release_nb) -> list[str]:
@@ -203,8 +194,8 @@ def find_leaks(source_nb, release_nb) -> list[str]:
     secret: set[str] = set()
     public: set[str] = set()
     for cell in source_nb.cells:
-        solution_in, solution_out = _region_lines(cell.source, "BEGIN SOLUTION", "END SOLUTION")
-        hidden_in, hidden_out = _region_lines(cell.source, "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+        solution_in, solution_out = _region_lines(cell.source, "SOLUTION")
+        hidden_in, hidden_out = _region_lines(cell.source, "HIDDEN TESTS")
         secret |= solution_in | hidden_in
         public |= solution_out & hidden_out
     secret = {

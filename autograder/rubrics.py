@@ -19,7 +19,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-_MARKER = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$")
+from . import cells as cells_mod
+
 _RUBRIC = re.compile(r"^\*\*Rubric\b", re.M)
 _DECLARED = re.compile(r"^\*\*Rubric \((\d+(?:\.\d+)?) points?\):\*\*")
 _ITEM = re.compile(r"(\d+(?:\.\d+)?)\s*pts?\b")
@@ -40,15 +41,7 @@ class Question:
 
 def solution_text(source: str) -> str:
     """The text between the ``BEGIN SOLUTION`` and ``END SOLUTION`` lines of a cell."""
-    inside, lines = False, []
-    for line in source.split("\n"):
-        match = _MARKER.match(line)
-        if match:
-            inside = match.group(1) == "BEGIN"
-            continue
-        if inside:
-            lines.append(line)
-    return "\n".join(lines).strip()
+    return "\n".join(cells_mod.region_lines(source, "SOLUTION")[0]).strip()
 
 
 def split_rubric(text: str) -> tuple[str, str | None]:

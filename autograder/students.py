@@ -11,18 +11,15 @@
 from __future__ import annotations
 
 import copy
-import re
 
 import nbformat
 
 from . import cells
 
-_MARKER = re.compile(r"^\s*#*\s*(BEGIN|END) SOLUTION\s*$")
-
 
 def strip_solution_markers(source: str) -> str:
     """The source without its ``### BEGIN SOLUTION`` / ``### END SOLUTION`` lines."""
-    return "\n".join(line for line in source.split("\n") if not _MARKER.match(line))
+    return "\n".join(line for _inside, line in cells.tagged_lines(source, "SOLUTION"))
 
 
 def solved_release(source_nb, release_nb) -> nbformat.NotebookNode:

@@ -326,31 +326,11 @@ def collect(
     source = Path(source)
     if not source.exists():
         raise AutograderError(f"no submissions at {printable(os.fspath(source))}")
-    if source.is_file():
-        if source.suffix.lower() == ".zip":
-            if unpack_dir is None:
-                raise AutograderError("internal: unpack_dir is needed to read a .zip")
-            listing = _read_zip(source, Path(unpack_dir), zip_limits or ZipLimits())
-            root_name = ""
-        elif source.suffix.lower() == ".ipynb":
-            raw, named = _split_flat_name(_stem(source.name), assignments)
-            return [
-                Submission(
-                    student_id(raw or _stem(source.name)),
-                    assignment or named,
-                    source,
-                    display_name(source.name),
-                    "flat",
-                )
-            ]
-        else:
-            raise AutograderError(
-                f"{printable(os.fspath(source))}: expected a folder, a .zip or an .ipynb file"
-            )
-    else:
-        listing = _walk(source)
-        root_name = source.resolve().name
-
+    if source.is_file() and source.suffix.lower() == ".ipynb":
+        raw, named = _split_flat_name(_stem(source.name), assignments)
+        student = student_id(raw or _stem(source.name))
+        return [Submission(student, assignment or named, source, display_name(source.name), "flat")]
+    listing, root_name = _listing_of(source, unpack_dir, zip_limits)
     submitted_root = root_name == "submitted"
     items = _classify(listing, assignments, assignment, submitted_root)
     empty = _empty_folders(listing, items, assignments, assignment, submitted_root)
@@ -358,8 +338,35 @@ def collect(
         {unicodedata.normalize("NFC", item.raw) for item in items}
         | {unicodedata.normalize("NFC", raw) for raw, *_ in empty}
     )
+    submissions = _chosen_submissions(items, ids, assignment)
+    folder = source if source.is_dir() else Path(unpack_dir or source)
+    for raw, chosen, label, problem in empty:
+        student = ids[unicodedata.normalize("NFC", raw)]
+        submissions.append(Submission(student, chosen, folder, label, "tree", problem))
+    if not submissions:
+        raise AutograderError(f"no .ipynb file found in {printable(os.fspath(source))}")
+    return sorted(submissions, key=lambda s: s.label)
+
+
+def _listing_of(source: Path, unpack_dir, zip_limits) -> tuple[_Listing, str]:
+    """``(what is in source, the name of its root folder)`` for a folder or a .zip (unpacked
+    into ``unpack_dir``; its root has no name)."""
+    if source.is_dir():
+        return _walk(source), source.resolve().name
+    if source.suffix.lower() != ".zip":
+        raise AutograderError(
+            f"{printable(os.fspath(source))}: expected a folder, a .zip or an .ipynb file"
+        )
+    if unpack_dir is None:
+        raise AutograderError("internal: unpack_dir is needed to read a .zip")
+    return _read_zip(source, Path(unpack_dir), zip_limits or ZipLimits()), ""
+
+
+def _chosen_submissions(items: list[_Item], ids: dict[str, str], assignment: str | None):
+    """One :class:`Submission` per student and assignment (the file :func:`_choose` picks when
+    a student handed in several); each notebook on its own when the assignment is read from
+    the notebook itself."""
     groups: dict[tuple[str, str | None], list[_Item]] = {}
-    submissions: list[Submission] = []
     for item in items:
         item.id = ids[unicodedata.normalize("NFC", item.raw)]
         chosen = assignment or item.assignment
@@ -367,27 +374,12 @@ def collect(
             groups[(item.id, f"\0{item.entry.label}")] = [item]
         else:
             groups.setdefault((item.id, chosen), []).append(item)
+    submissions: list[Submission] = []
     for group in groups.values():
         item, notes = _choose(group)
         entry = item.entry
+        chosen = assignment or item.assignment
         submissions.append(
-            Submission(
-                item.id,
-                assignment or item.assignment,
-                entry.path,
-                entry.label,
-                item.origin,
-                entry.problem,
-                notes,
-            )
+            Submission(item.id, chosen, entry.path, entry.label, item.origin, entry.problem, notes)
         )
-    for raw, chosen, label, problem in empty:
-        folder = source if source.is_dir() else Path(unpack_dir or source)
-        submissions.append(
-            Submission(
-                ids[unicodedata.normalize("NFC", raw)], chosen, folder, label, "tree", problem
-            )
-        )
-    if not submissions:
-        raise AutograderError(f"no .ipynb file found in {printable(os.fspath(source))}")
-    return sorted(submissions, key=lambda s: s.label)
+    return submissions

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import cells as cells_mod
 from . import course as course_mod
 from . import repair as repair_mod
 from .course import REPO_ROOT
@@ -141,14 +142,8 @@ def _hidden_lines(source_notebook) -> list[str]:
     """Lines inside hidden-test regions of the source (to keep them out of the feedback)."""
     lines = []
     for cell in source_notebook.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if "BEGIN HIDDEN TESTS" in line:
-                inside = True
-            elif "END HIDDEN TESTS" in line:
-                inside = False
-            elif inside and len(line.strip()) >= 12:
-                lines.append(line.strip())
+        inside, _ = cells_mod.region_lines(cell.source, "HIDDEN TESTS")
+        lines += [line.strip() for line in inside if len(line.strip()) >= 12]
     return lines
 
 

@@ -14,9 +14,14 @@ the grader), and resource abuse (hundreds of processes).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+from pathlib import Path
+from unittest import mock
 
 import psutil
 import pytest
@@ -204,3 +209,55 @@ def test_nothing_left_running(attacked):
         if jail.BASE_UID < uid < jail.BASE_UID + 100 and cmdline[:1] == ["sleep"]:
             leftovers.append(cmdline)
     assert leftovers == []
+
+
+NOBODY = 65534
+
+
+def _sandboxed_shell(script: str, *, as_nobody: bool = False) -> str:
+    """Run ``script`` with /bin/sh in a sandbox built as grading builds it: as this process
+    runs (root: a dedicated uid) or, ``as_nobody``, by a non-root grader (user namespace)."""
+    scratch = Path(tempfile.mkdtemp(prefix="featurelab-jail-"))
+    scratch.chmod(0o755)
+    try:
+        env = {"PATH": "/usr/bin:/bin"}
+        if as_nobody:
+            os.chown(scratch, NOBODY, NOBODY)
+            spec = jail.JailSpec(scratch=scratch / "sandbox", env=env)
+            with mock.patch.object(jail.os, "geteuid", return_value=NOBODY):
+                argv = jail.command(spec, ["/bin/sh", "-c", script])
+            argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+            (scratch / "sandbox").mkdir()
+            os.chown(scratch / "sandbox", NOBODY, NOBODY)
+        else:
+            spec = jail.JailSpec(scratch=scratch / "sandbox", env=env)
+            jail.prepare_scratch(spec)
+            argv = jail.command(spec, ["/bin/sh", "-c", script])
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=scratch)
+        return done.stdout + done.stderr
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+MEMORY_FILESYSTEMS = """
+touch /dev/planted 2>/dev/null && echo DEV-WRITABLE
+dd if=/dev/zero of=/dev/shm/fill bs=1M count=400 2>/dev/null
+echo "shm $(du -m /dev/shm/fill | cut -f1)"
+dd if=/dev/zero of=/tmp/fill bs=1M count=700 2>/dev/null
+echo "tmp $(du -m /tmp/fill | cut -f1)"
+echo ok > /dev/null && echo devices-work
+"""
+
+
+@pytest.mark.parametrize("as_nobody", [False, True], ids=["root-grader", "non-root-grader"])
+def test_memory_filesystems_are_capped_and_dev_is_read_only(as_nobody):
+    """tmpfs pages are memory no RSS shows: /dev (bubblewrap's tmpfs, the sandbox user's own
+    under a non-root grader) is read-only, /dev/shm and /tmp are capped."""
+    if as_nobody and os.geteuid() != 0:
+        pytest.skip("needs root to run a grader as another user")
+    shown = _sandboxed_shell(MEMORY_FILESYSTEMS, as_nobody=as_nobody)
+    assert "devices-work" in shown, shown
+    assert "DEV-WRITABLE" not in shown, shown
+    sizes = dict(line.split() for line in shown.splitlines() if line.startswith(("shm", "tmp")))
+    assert int(sizes["shm"]) <= jail.SHM_SIZE_MB, shown
+    assert int(sizes["tmp"]) <= jail.TMP_SIZE_MB, shown

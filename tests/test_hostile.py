@@ -224,7 +224,13 @@ def _sandboxed_shell(script: str, *, as_nobody: bool = False) -> str:
         if as_nobody:
             os.chown(scratch, NOBODY, NOBODY)
             spec = jail.JailSpec(scratch=scratch / "sandbox", env=env)
-            with mock.patch.object(jail.os, "geteuid", return_value=NOBODY):
+            # the checkout may be private to root (a clone in a 0700 folder): the shell needs
+            # no runner, so an empty stand-in nobody can read is bound in its place
+            (scratch / "runner").mkdir()
+            with (
+                mock.patch.object(jail.os, "geteuid", return_value=NOBODY),
+                mock.patch.object(jail, "RUNNER_DIR", scratch / "runner"),
+            ):
                 argv = jail.command(spec, ["/bin/sh", "-c", script])
             argv = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
             (scratch / "sandbox").mkdir()

@@ -235,6 +235,52 @@ def _to_warm(plan_todo: list[Submission], context: RunContext, warm_up_min: int)
     )
 
 
+def _before_grading(options: Options, scheduler: str | None) -> None:
+    """On this machine: the sandbox checked and the datasets prepared (on a cluster each
+    worker checks where its sandboxes run); the warning of ``--insecure``."""
+    if scheduler is None:  # on a cluster, each worker checks where its sandboxes run
+        check_sandbox(options)
+    if options.insecure:
+        print(
+            "WARNING: --insecure: student code runs WITHOUT the OS sandbox; it can read the "
+            "references and change any grade. Only for code you trust.",
+            file=sys.stderr,
+        )
+    if scheduler is None:
+        prepare_data(options)
+
+
+def _execute(
+    executor: Executor,
+    context: RunContext,
+    submissions: list[Submission],
+    todo: list[int],
+    to_warm: list[str],
+    jobs: int,
+    records: dict[int, Record],
+    references: list[Record],
+    progress: bool,
+) -> bool:
+    """Grade ``todo`` (after the reference runs of ``to_warm``) with ``executor`` and a
+    progress bar, filling ``records`` and ``references``; the workers are closed after.
+    True when interrupted."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
+
+    def on_record(index: int, record: Record) -> None:
+        records[index] = record
+        bar.update(1)
+        bar.set_postfix_str(f"{record.student}: {record.status}")
+
+    try:
+        plan = Plan(context, submissions, todo, to_warm, jobs)
+        return executor(plan, references.append, on_record) if todo else False
+    finally:
+        context.close_workers()
+        bar.close()
+
+
 def grade_batch(
     submissions: list[Submission],
     *,
@@ -262,8 +308,6 @@ def grade_batch(
     existing Dask cluster) or ``local:N`` (N local Dask worker processes); see
     :mod:`autograder.cluster`. ``cache_dir`` must then be a folder every worker sees.
     """
-    from tqdm.auto import tqdm
-
     from . import judge
 
     options = options or Options()
@@ -276,16 +320,7 @@ def grade_batch(
     assignment_ids = assignments or course_mod.assignments(course_root)
     if not assignment_ids:
         raise AutograderError(f"no assignment in {Path(course_root) / course_mod.SOURCE_DIR}")
-    if scheduler is None:  # on a cluster, each worker checks where its sandboxes run
-        check_sandbox(options)
-    if options.insecure:
-        print(
-            "WARNING: --insecure: student code runs WITHOUT the OS sandbox; it can read the "
-            "references and change any grade. Only for code you trust.",
-            file=sys.stderr,
-        )
-    if scheduler is None:
-        prepare_data(options)
+    _before_grading(options, scheduler)
     template = build_template(course_root, assignment_ids, work_dir)
     jobs = max(1, min(jobs or _default_jobs(), len(submissions) or 1))
     context = RunContext(
@@ -302,19 +337,9 @@ def grade_batch(
     records, todo = _resumed(submissions, context, resume)
     to_warm = _to_warm([submissions[i] for i in todo], context, warm_up_min)
     references: list[Record] = []
-    bar = tqdm(total=len(todo), desc="grading", unit="nb", disable=not progress or not todo)
-
-    def on_record(index: int, record: Record) -> None:
-        records[index] = record
-        bar.update(1)
-        bar.set_postfix_str(f"{record.student}: {record.status}")
-
-    try:
-        plan = Plan(context, submissions, todo, to_warm, jobs)
-        interrupted = executor(plan, references.append, on_record) if todo else False
-    finally:
-        context.close_workers()
-        bar.close()
+    interrupted = _execute(
+        executor, context, submissions, todo, to_warm, jobs, records, references, progress
+    )
     ordered = [records[i] for i in sorted(records)]
     return BatchResult(
         ordered,

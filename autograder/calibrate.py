@@ -159,14 +159,34 @@ def calibrate(
 
     Returns ``{assignment: {"metrics": {...}, "score": s, "max_score": m, "status": ...}}``.
     """
-    from . import batch as batching
-    from . import students
-    from .submissions import Submission
-
     default_margin, per_metric = parse_margins(margins)
     course_root = Path(course_root).resolve()
     assignment_ids = course_mod.resolve_assignments(course_root, assignments)
     thresholds_file = Path(thresholds_file or course_mod.THRESHOLDS_FILE)
+    measured = _grade_solutions(course_root, assignment_ids, profile, jobs, out, progress)
+    data = json.loads(thresholds_file.read_text()) if thresholds_file.is_file() else {}
+    _record(data, measured, profile, default_margin, per_metric)
+    if not dry_run and any(found["metrics"] for found in measured.values()):
+        from .grading import atomic_write_text
+
+        atomic_write_text(thresholds_file, json.dumps(data, indent=2) + "\n")
+    return measured
+
+
+def _grade_solutions(
+    course_root: Path,
+    assignment_ids: list[str],
+    profile: str,
+    jobs: int | None,
+    out: Path | None,
+    progress: bool,
+) -> dict:
+    """Grade the solution of each assignment (the release with the answers filled in) in
+    ``profile``; ``{assignment: {"metrics", "score", "max_score", "status", "reason"}}``."""
+    from . import batch as batching
+    from . import students
+    from .submissions import Submission
+
     with tempfile.TemporaryDirectory(prefix="featurelab-calibrate-") as tmp:
         out = Path(out) if out else Path(tmp) / "out"
         work = out / ".work"
@@ -187,7 +207,7 @@ def calibrate(
             progress=progress,
             resume=False,
         )
-    measured = {
+    return {
         r.assignment: {
             "metrics": r.metrics,
             "score": r.score,
@@ -197,7 +217,13 @@ def calibrate(
         }
         for r in result.records
     }
-    data = json.loads(thresholds_file.read_text()) if thresholds_file.is_file() else {}
+
+
+def _record(
+    data: dict, measured: dict, profile: str, default_margin: float, per_metric: dict[str, float]
+) -> None:
+    """Record in ``data`` (the thresholds file's content) the metrics each solution reported,
+    as calibrated, with where and when they were measured."""
     import torch
 
     source = (
@@ -217,11 +243,6 @@ def calibrate(
                 source=source,
                 calibrated=True,
             )
-    if not dry_run and any(found["metrics"] for found in measured.values()):
-        from .grading import atomic_write_text
-
-        atomic_write_text(thresholds_file, json.dumps(data, indent=2) + "\n")
-    return measured
 
 
 def main(

@@ -46,6 +46,7 @@ import nbformat
 
 from . import course as course_mod
 from . import repair as repair_mod
+from .attempts import MAX_ATTEMPTS, _Tries, _try_again
 from .course import (  # noqa: F401 (API)
     DEFAULT_DISK_MB,
     DEFAULT_MEMORY_MB,
@@ -65,10 +66,8 @@ from .results import (
     _graded_cells,
     _score_from_gradebook,
     _worst,
-    log_failure_reason,
     read_journal,
     read_metrics,
-    running_cell,
     score_record,
 )
 from .sandbox import Limits, Worker
@@ -83,8 +82,6 @@ from .state import (  # noqa: F401 (the API of a grading run)
 )
 from .submissions import Submission
 from .template import Template, course_config_text
-
-MAX_ATTEMPTS = 3
 
 
 class Cancelled(Exception):
@@ -327,20 +324,6 @@ def judge_leftovers(run_dir: Path, context: RunContext, assignment: str) -> dict
     return verdicts
 
 
-@dataclass
-class _Tries:
-    """What the attempts at one submission have left so far (see :func:`_autograde`)."""
-
-    notes: list[str]
-    statuses: list[str]
-    skips: dict[int, dict] = field(default_factory=dict)  # cell index -> the error it gets
-    count: int = 0
-    peak_mb: float = 0.0
-    journal: list[dict] = field(default_factory=list)  # of the last attempt
-    grades: dict | None = None  # nbgrader's, when an attempt finished
-    autograded_nb: object = None
-
-
 def _autograde(submission, student, assignment, notebook, notes, repaired, run_dir, context):
     """Grade ``notebook`` with nbgrader in a course of its own, at most ``MAX_ATTEMPTS`` times:
     a cell that crashes the kernel or goes over the memory / disk limit is skipped on the next
@@ -393,73 +376,6 @@ def _autograde(submission, student, assignment, notebook, notes, repaired, run_d
         if not _try_again(tries, outcome, log_path, run_dir, options):
             break
     return _record(submission, student, assignment, notebook, tries, run_dir, log_path, context)
-
-
-def _where(running: dict | None) -> str:
-    """``"cell 7 (ex2_answer)"``: the cell an attempt was running when it stopped, or ``""``."""
-    if not running:
-        return ""
-    return f"cell {running['index'] + 1}" + (
-        f" ({running['grade_id']})" if running.get("grade_id") else ""
-    )
-
-
-def _try_again(tries: _Tries, outcome, log_path: Path, run_dir: Path, options) -> bool:
-    """Read how an unfinished attempt ended into ``tries``; true when another should follow."""
-    running = running_cell(tries.journal)
-    where = _where(running)
-    can_retry = running is not None and tries.count < MAX_ATTEMPTS
-    if outcome.killed in ("memory", "disk"):
-        memory = outcome.killed == "memory"
-        what = (
-            f"{options.memory_mb:.0f} MB of memory"
-            if memory
-            else f"{options.disk_mb:.0f} MB of files"
-        )
-        if can_retry:
-            verb = "used" if memory else "wrote"
-            tries.notes.append(
-                f"{where} {verb} more than {what}: "
-                "stopped and skipped; the rest of the notebook was graded"
-            )
-            tries.statuses.append("limited")
-            tries.skips[running["index"]] = {
-                "ename": "MemoryLimitExceeded" if memory else "DiskLimitExceeded",
-                "evalue": f"this cell {verb} more than {what} "
-                "and was stopped (not run when grading)",
-            }
-            if not memory:  # the next attempt starts from an empty scratch
-                shutil.rmtree(run_dir / "sandbox", ignore_errors=True)
-            return True
-        tries.statuses.append("error")
-        tries.notes.append(
-            f"limit of {what} exceeded" + (f" in {where}" if where else "") + "; not graded"
-        )
-        return False
-    if outcome.killed == "wall_clock":
-        tries.statuses.append("timeout")
-        tries.notes.append(
-            f"grading exceeded the {options.timeout:.0f} s limit per submission"
-            + (f" while running {where}" if where else "")
-            + ": graded from the cells that finished"
-        )
-        return False
-    log_text = log_path.read_text(errors="replace")
-    died = "DeadKernelError" in log_text or "Kernel died" in log_text
-    if died and can_retry:
-        tries.notes.append(
-            f"{where} crashed the Python kernel: skipped; the rest of the notebook was graded"
-        )
-        tries.statuses.append("crashed")
-        tries.skips[running["index"]] = {
-            "ename": "KernelDied",
-            "evalue": "this cell crashed the Python kernel (segfault, os._exit(), killed "
-            "process...) and was not run when grading",
-        }
-        return True
-    tries.statuses.append("error")
-    tries.notes.append(f"nbgrader could not grade it: {log_failure_reason(log_text)}")
-    return False
 
 
 def _record(submission, student, assignment, notebook, tries: _Tries, run_dir, log_path, context):

@@ -35,11 +35,11 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from difflib import SequenceMatcher
 
 import nbformat
 from nbformat.notebooknode import NotebookNode, from_dict
 
+from .alignment import align
 from .cells import Release, grade_id, is_locked, nbgrader_meta, normalise_source  # noqa: F401 (Release, normalise_source: API)
 
 IDENTIFY_MIN_SCORE = 0.5
@@ -226,136 +226,6 @@ def identify(
 # 3-6. repairs
 
 
-def _similarity(a: str, b: str) -> float:
-    return SequenceMatcher(None, a, b, autojunk=False).ratio()
-
-
-def _release_copy(cell: NotebookNode) -> NotebookNode:
-    fresh = copy.deepcopy(cell)
-    if fresh.cell_type == "code":
-        fresh.outputs = []
-        fresh.execution_count = None
-    fresh["id"] = uuid.uuid4().hex[:12]
-    return fresh
-
-
-def _assign_in_order(
-    solutions: list[NotebookNode], candidates: list[NotebookNode]
-) -> list[int | None]:
-    """Order-preserving assignment of release answer cells to candidate cells (max similarity).
-
-    Returns, per release cell, the index of its candidate or ``None``. Dynamic programming over
-    (release cell, candidate): a cell matches a candidate of the same cell type or none.
-    """
-    m, k = len(solutions), len(candidates)
-    sim = [
-        [
-            (0.001 + _similarity(normalise_source(s.source), normalise_source(c.source)))
-            if s.cell_type == c.cell_type
-            else None
-            for c in candidates
-        ]
-        for s in solutions
-    ]
-    best = [[0.0] * (k + 1) for _ in range(m + 1)]
-    for i in range(m - 1, -1, -1):
-        for j in range(k - 1, -1, -1):
-            options = [best[i + 1][j], best[i][j + 1]]
-            if sim[i][j] is not None:
-                options.append(sim[i][j] + best[i + 1][j + 1])
-            best[i][j] = max(options)
-    result: list[int | None] = [None] * m
-    i = j = 0
-    while i < m and j < k:
-        if sim[i][j] is not None and abs(best[i][j] - (sim[i][j] + best[i + 1][j + 1])) < 1e-12:
-            result[i] = j
-            i += 1
-            j += 1
-        elif abs(best[i][j] - best[i + 1][j]) < 1e-12:
-            i += 1
-        else:
-            j += 1
-    return result
-
-
-def _align(cells: list[NotebookNode], release: Release) -> tuple[list[NotebookNode], dict]:
-    """Align ``cells`` with the release; see step 5 of the module docstring.
-
-    Returns the new cell list (metadata set on matched cells, missing cells inserted) and
-    counters for the notes.
-    """
-    rel_cells = release.notebook.cells
-    present = {gid for gid in (grade_id(c) for c in cells) if gid}
-
-    def rel_key(j: int, cell) -> tuple:
-        gid = grade_id(cell)
-        if gid and gid in present:
-            return ("id", gid)
-        source = normalise_source(cell.source)
-        if (gid is None or is_locked(nbgrader_meta(cell))) and source:
-            return ("src", cell.cell_type, source)
-        return ("release-only", j)
-
-    def sub_key(i: int, cell) -> tuple:
-        gid = grade_id(cell)
-        if gid:
-            return ("id", gid)
-        source = normalise_source(cell.source)
-        return ("src", cell.cell_type, source) if source else ("student-only", i)
-
-    rel_keys = [rel_key(j, c) for j, c in enumerate(rel_cells)]
-    sub_keys = [sub_key(i, c) for i, c in enumerate(cells)]
-    matcher = SequenceMatcher(None, rel_keys, sub_keys, autojunk=False)
-    pairs: list[tuple[int, int]] = []
-    for block in matcher.get_matching_blocks():
-        pairs.extend((block.a + n, block.b + n) for n in range(block.size))
-
-    counts = {"anchored_by_source": 0, "answers_matched": 0, "restored": []}
-    out: list[NotebookNode] = []
-    previous_rel, previous_sub = -1, -1
-    for rel_index, sub_index in [*pairs, (len(rel_cells), len(cells))]:
-        gap_rel = list(range(previous_rel + 1, rel_index))
-        gap_sub = list(range(previous_sub + 1, sub_index))
-        # answer cells of the release in this gap, matched to the student's unmarked cells
-        answers = [
-            j
-            for j in gap_rel
-            if grade_id(rel_cells[j])
-            and not is_locked(nbgrader_meta(rel_cells[j]))
-            and grade_id(rel_cells[j]) not in present
-        ]
-        candidates = [i for i in gap_sub if grade_id(cells[i]) is None]
-        chosen = _assign_in_order([rel_cells[j] for j in answers], [cells[i] for i in candidates])
-        match_of = {answers[a]: candidates[c] for a, c in enumerate(chosen) if c is not None}
-        pointer = previous_sub + 1
-        for j in gap_rel:
-            rel_cell = rel_cells[j]
-            gid = grade_id(rel_cell)
-            if j in match_of:
-                target = match_of[j]
-                out.extend(cells[pointer:target])
-                cell = cells[target]
-                cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
-                out.append(cell)
-                counts["answers_matched"] += 1
-                pointer = target + 1
-            elif gid and gid not in present:
-                out.append(_release_copy(rel_cell))
-                counts["restored"].append(gid)
-            # a release cell without grade id that the student deleted: narrative, not needed
-        out.extend(cells[pointer:sub_index])
-        if rel_index < len(rel_cells):
-            cell = cells[sub_index]
-            rel_cell = rel_cells[rel_index]
-            gid = grade_id(rel_cell)
-            if gid and grade_id(cell) is None:
-                cell.metadata["nbgrader"] = copy.deepcopy(rel_cell.metadata["nbgrader"])
-                counts["anchored_by_source"] += 1
-            out.append(cell)
-        previous_rel, previous_sub = rel_index, sub_index
-    return out, counts
-
-
 def repair(notebook: NotebookNode, release: Release) -> tuple[NotebookNode, list[str], bool]:
     """Reconcile ``notebook`` with ``release`` (module docstring, steps 3-6).
 
@@ -431,7 +301,7 @@ def _restore_missing(cells: list, release: Release, notes: list[str]) -> tuple[l
     if not missing:
         return cells, False
     stripped = not present
-    cells, counts = _align(cells, release)
+    cells, counts = align(cells, release)
     if stripped:
         locked_code = release.locked_code_ids()
         found = {gid for gid in (grade_id(c) for c in cells) if gid} - set(counts["restored"])

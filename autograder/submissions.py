@@ -121,48 +121,75 @@ def _common_dir(entries: list[_Entry]) -> tuple[str, ...]:
 def _classify(
     listing: _Listing, assignments: list[str], forced: str | None, submitted_root: bool
 ) -> list[_Item]:
+    """Who and what each entry of ``listing`` is: an item per notebook, in a student's
+    folder holding an assignment folder ("tree") or named after the student ("flat")."""
     items: list[_Item] = []
     flat: list[_Entry] = []
-
-    def first_assignment(parts: tuple[str, ...], after: int) -> int | None:
-        return next((i for i in range(after + 1, len(parts) - 1) if parts[i] in assignments), None)
-
-    # the level of the students' folders: the shallowest one that holds an assignment folder
-    # (``submitted/``: its children), so that ``alice/backup/tp1/tp1.ipynb`` stays Alice's
-    levels = [
-        i - 1 for i in (first_assignment(e.parts, 0) for e in listing.entries) if i is not None
-    ]
-    level = 0 if submitted_root else min(levels, default=0)
+    level = _student_level(listing, assignments, submitted_root)
     for entry in listing.entries:
-        parts = entry.parts
-        student_at = level
-        tree_at = first_assignment(parts, level)
-        if tree_at is None:
-            tree_at = first_assignment(parts, 0)
-            student_at = tree_at - 1 if tree_at is not None else level
-        if tree_at is None and submitted_root and len(parts) >= 3:
-            tree_at = 1
-        if tree_at is not None:
-            folder = parts[tree_at]
-            depth = len(parts) - student_at - 2  # folders between the student and the file
-            exact = tree_at == student_at + 1 and depth == 1 and _stem(parts[-1]) == folder
-            wrong = 1 if forced and folder != forced else 0
-            items.append(
-                _Item(
-                    entry,
-                    parts[student_at],
-                    folder,
-                    "tree",
-                    parts[: student_at + 1],
-                    parts[:student_at],
-                    (wrong, depth, 0 if exact else 1),
-                )
-            )
-        elif submitted_root and len(parts) == 2:
-            _, named = _split_flat_name(_stem(parts[1]), assignments)
-            items.append(_Item(entry, parts[0], named, "tree", parts[:1], (), (0, 0, 1)))
+        item = _tree_item(entry, level, assignments, forced, submitted_root)
+        if item is not None:
+            items.append(item)
         else:
             flat.append(entry)
+    items.extend(_flat_items(flat, assignments))
+    return items
+
+
+def _first_assignment(parts: tuple[str, ...], after: int, assignments: list[str]) -> int | None:
+    """The index of the first folder of ``parts`` after ``after`` named as an assignment."""
+    return next((i for i in range(after + 1, len(parts) - 1) if parts[i] in assignments), None)
+
+
+def _student_level(listing: _Listing, assignments: list[str], submitted_root: bool) -> int:
+    """The depth of the students' folders: the shallowest one that holds an assignment folder
+    (``submitted/``: its children), so that ``alice/backup/tp1/tp1.ipynb`` stays Alice's."""
+    levels = [
+        i - 1
+        for i in (_first_assignment(e.parts, 0, assignments) for e in listing.entries)
+        if i is not None
+    ]
+    return 0 if submitted_root else min(levels, default=0)
+
+
+def _tree_item(
+    entry: _Entry, level: int, assignments: list[str], forced: str | None, submitted_root: bool
+) -> _Item | None:
+    """The item of an entry inside a student's folder (an assignment folder under it, or a
+    notebook directly in it under ``submitted/``); None for a flat entry."""
+    parts = entry.parts
+    student_at = level
+    tree_at = _first_assignment(parts, level, assignments)
+    if tree_at is None:
+        tree_at = _first_assignment(parts, 0, assignments)
+        student_at = tree_at - 1 if tree_at is not None else level
+    if tree_at is None and submitted_root and len(parts) >= 3:
+        tree_at = 1
+    if tree_at is not None:
+        folder = parts[tree_at]
+        depth = len(parts) - student_at - 2  # folders between the student and the file
+        exact = tree_at == student_at + 1 and depth == 1 and _stem(parts[-1]) == folder
+        wrong = 1 if forced and folder != forced else 0
+        return _Item(
+            entry,
+            parts[student_at],
+            folder,
+            "tree",
+            parts[: student_at + 1],
+            parts[:student_at],
+            (wrong, depth, 0 if exact else 1),
+        )
+    if submitted_root and len(parts) == 2:
+        _, named = _split_flat_name(_stem(parts[1]), assignments)
+        return _Item(entry, parts[0], named, "tree", parts[:1], (), (0, 0, 1))
+    return None
+
+
+def _flat_items(flat: list[_Entry], assignments: list[str]) -> list[_Item]:
+    """The items of notebooks outside any student's folder: the student named by the file
+    (``Alice_1234_tp1.ipynb``), else by its own folder, else by the folder holding them all,
+    else by the file's stem."""
+    items: list[_Item] = []
     wrapper = _common_dir(flat)
     for entry in flat:
         rest = entry.parts[len(wrapper) :]

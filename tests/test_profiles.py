@@ -72,3 +72,22 @@ def test_notebooks_read_the_profile_instead_of_branching_on_its_name():
             if cell["cell_type"] == "code" and branching.search(source):
                 found.append(f"{path.name}: {branching.search(source).group(0)}")
     assert found == []
+
+
+def test_a_resolved_profile_is_passed_down_as_a_value(monkeypatch, tmp_path):
+    """Notebooks resolve PROFILE once (``profile = fl.profiles.get_profile(PROFILE)``) and pass
+    the value on: the loaders use it as it is and prints show its name."""
+    from featurelab.data import DatasetMissingError, dataset_dir
+
+    smoke = get_profile("smoke")
+    assert get_profile(smoke) is smoke
+    assert resolve_profile(smoke) == "smoke"
+    assert f"profile: {smoke}" == "profile: smoke"
+    # the value resolved earlier stands, as the name it came from would have
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert get_profile(smoke) is smoke and get_profile("smoke").name == "grading"
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    assert dataset_dir("scene15", smoke, tmp_path) == dataset_dir("scene15", "smoke", tmp_path)
+    assert dataset_dir("scene15", smoke, tmp_path).is_relative_to(tmp_path / "fixtures")
+    with pytest.raises(DatasetMissingError):  # the full profile wants the real dataset
+        dataset_dir("scene15", get_profile("full"), tmp_path)

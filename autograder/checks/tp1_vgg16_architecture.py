@@ -162,62 +162,25 @@ def _random_config(rng: np.random.Generator) -> list:
     return config
 
 
+def _ints(rng: np.random.Generator, low: int, high: int) -> int:
+    """A seeded int in [low, high]."""
+    return int(rng.integers(low, high + 1))
+
+
 def make_probes(seed: int, profile: str) -> ProbeSet:
     """Seeded probes for every test cell (layer sizes, configurations, toy networks, inputs)."""
     rng = np.random.default_rng(seed)
-
-    def ints(low: int, high: int) -> int:
-        return int(rng.integers(low, high + 1))
-
-    # ex1: modules built from data in the sandbox; the collector freezes the "frozen" ones and
-    # uses each "shared" one twice in a Sequential (a shared layer is counted once).
-    c = ints(2, 12)
-    plain = [
-        ["Linear", [ints(2, 60), ints(2, 60)], {"bias": False}],
-        {
-            "sequential": [
-                ["Conv2d", [ints(1, 6), c, ints(1, 5)], {}],
-                ["BatchNorm2d", [c], {}],
-                ["ReLU", [], {}],
-            ]
-        },
-        ["Conv2d", [ints(1, 40), ints(1, 40), ints(1, 7)], {"bias": bool(rng.random() < 0.5)}],
-        ["BatchNorm1d", [ints(2, 50)], {}],
-        ["ReLU", [], {}],
-    ]
-    n = ints(2, 30)
-    frozen = [["Conv2d", [ints(1, 8), ints(1, 16), ints(1, 7)], {}]]
-    shared = [["Linear", [n, n], {}]]
-    # ex3: (in, out, kernel, bias) and (in, out, bias); the visible cases first.
-    conv = [[3, 64, 3, True], [64, 64, 3, True], [3, 64, 3, False], [1, 1, 1, True]]
-    conv += [[ints(1, 512), ints(1, 512), ints(1, 11), bool(rng.random() < 0.5)] for _ in range(5)]
-    linear = [[4096, 1000, True], [4096, 1000, False], [1, 1, True]]
-    linear += [[ints(1, 30000), ints(1, 5000), bool(rng.random() < 0.5)] for _ in range(5)]
-    # ex4: (configuration, num_classes, in_channels): VGG16 as in the visible test, torchvision's
-    # VGG11/13/19, and small random networks.
-    vgg_cases = [[list(VGG_CONFIGS["D"]), 1000, 3], [list(VGG_CONFIGS["D"]), 10, 3]]
-    vgg_cases += [[list(VGG_CONFIGS[key]), ints(2, 2000), 3] for key in "ABE"]
-    vgg_cases += [[_random_config(rng), ints(1, 1500), ints(1, 4)] for _ in range(3)]
-    # ex5: VGG16's features on another batch and image size, and a toy stack.
-    c0, c1, c2 = ints(1, 4), ints(2, 8), ints(2, 8)
-    k0 = int(rng.choice([1, 3, 5]))
-    toy = {
-        "seed": ints(0, 10_000),
-        "sequential": [
-            ["Conv2d", [c0, c1, k0], {"padding": k0 // 2}],
-            ["ReLU", [], {}],
-            ["MaxPool2d", [2], {}],
-            ["Conv2d", [c1, c2, int(rng.choice([1, 3]))], {}],
-            ["MaxPool2d", [3], {"stride": int(rng.choice([2, 3]))}],
-            ["Conv2d", [c2, ints(1, 6), 1], {}],
-            ["MaxPool2d", [2], {}],
-        ],
-    }
+    plain, frozen, shared = _ex1_modules(rng)
+    conv, linear = _ex3_layers(rng)
+    vgg_cases = _ex4_cases(rng)
+    toy, c0 = _ex5_toy(rng)
     arrays = {
-        "ex5/vgg": rng.normal(size=(ints(1, 3), 3, ints(32, 120), ints(32, 120))).astype(
-            np.float32
-        ),
-        "ex5/toy": rng.normal(size=(ints(1, 3), c0, ints(40, 72), ints(40, 72))).astype(np.float32),
+        "ex5/vgg": rng.normal(
+            size=(_ints(rng, 1, 3), 3, _ints(rng, 32, 120), _ints(rng, 32, 120))
+        ).astype(np.float32),
+        "ex5/toy": rng.normal(
+            size=(_ints(rng, 1, 3), c0, _ints(rng, 40, 72), _ints(rng, 40, 72))
+        ).astype(np.float32),
     }
     values = {
         "ex1/plain": plain,
@@ -230,6 +193,78 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
         "ex5/toy": [toy],
     }
     return ProbeSet(values=values, arrays=arrays)
+
+
+def _ex1_modules(rng: np.random.Generator) -> tuple[list, list, list]:
+    """Ex. 1: ``(plain, frozen, shared)`` module specs, built from data in the sandbox; the
+    collector freezes the "frozen" ones and uses each "shared" one twice in a Sequential (a
+    shared layer is counted once)."""
+    c = _ints(rng, 2, 12)
+    plain = [
+        ["Linear", [_ints(rng, 2, 60), _ints(rng, 2, 60)], {"bias": False}],
+        {
+            "sequential": [
+                ["Conv2d", [_ints(rng, 1, 6), c, _ints(rng, 1, 5)], {}],
+                ["BatchNorm2d", [c], {}],
+                ["ReLU", [], {}],
+            ]
+        },
+        [
+            "Conv2d",
+            [_ints(rng, 1, 40), _ints(rng, 1, 40), _ints(rng, 1, 7)],
+            {"bias": bool(rng.random() < 0.5)},
+        ],
+        ["BatchNorm1d", [_ints(rng, 2, 50)], {}],
+        ["ReLU", [], {}],
+    ]
+    n = _ints(rng, 2, 30)
+    frozen = [["Conv2d", [_ints(rng, 1, 8), _ints(rng, 1, 16), _ints(rng, 1, 7)], {}]]
+    shared = [["Linear", [n, n], {}]]
+    return plain, frozen, shared
+
+
+def _ex3_layers(rng: np.random.Generator) -> tuple[list, list]:
+    """Ex. 3: ``(conv, linear)`` cases, ``[in, out, kernel, bias]`` and ``[in, out, bias]``;
+    the visible cases first."""
+    conv = [[3, 64, 3, True], [64, 64, 3, True], [3, 64, 3, False], [1, 1, 1, True]]
+    conv += [
+        [_ints(rng, 1, 512), _ints(rng, 1, 512), _ints(rng, 1, 11), bool(rng.random() < 0.5)]
+        for _ in range(5)
+    ]
+    linear = [[4096, 1000, True], [4096, 1000, False], [1, 1, True]]
+    linear += [
+        [_ints(rng, 1, 30000), _ints(rng, 1, 5000), bool(rng.random() < 0.5)] for _ in range(5)
+    ]
+    return conv, linear
+
+
+def _ex4_cases(rng: np.random.Generator) -> list:
+    """Ex. 4: ``[configuration, num_classes, in_channels]`` cases: VGG16 as in the visible
+    test, torchvision's VGG11/13/19, and small random networks."""
+    vgg_cases = [[list(VGG_CONFIGS["D"]), 1000, 3], [list(VGG_CONFIGS["D"]), 10, 3]]
+    vgg_cases += [[list(VGG_CONFIGS[key]), _ints(rng, 2, 2000), 3] for key in "ABE"]
+    vgg_cases += [[_random_config(rng), _ints(rng, 1, 1500), _ints(rng, 1, 4)] for _ in range(3)]
+    return vgg_cases
+
+
+def _ex5_toy(rng: np.random.Generator) -> tuple[dict, int]:
+    """Ex. 5: a toy stack of convolutions and max-pools (besides VGG16's features on another
+    batch and image size), and its number of input channels."""
+    c0, c1, c2 = _ints(rng, 1, 4), _ints(rng, 2, 8), _ints(rng, 2, 8)
+    k0 = int(rng.choice([1, 3, 5]))
+    toy = {
+        "seed": _ints(rng, 0, 10_000),
+        "sequential": [
+            ["Conv2d", [c0, c1, k0], {"padding": k0 // 2}],
+            ["ReLU", [], {}],
+            ["MaxPool2d", [2], {}],
+            ["Conv2d", [c1, c2, int(rng.choice([1, 3]))], {}],
+            ["MaxPool2d", [3], {"stride": int(rng.choice([2, 3]))}],
+            ["Conv2d", [c2, _ints(rng, 1, 6), 1], {}],
+            ["MaxPool2d", [2], {}],
+        ],
+    }
+    return toy, c0
 
 
 def reference_vgg16(context) -> nn.Module:

@@ -148,62 +148,104 @@ def _logits_without_ties(rng: np.random.Generator, size: int, scale: float, k: i
             return logits
 
 
+def _ints(rng: np.random.Generator, low: int, high: int) -> int:
+    """A seeded int in [low, high]."""
+    return int(rng.integers(low, high + 1))
+
+
 def make_probes(seed: int, profile: str) -> ProbeSet:
     """Seeded probes: images for normalize, PNG files (several modes and sizes) for the two
     preprocessing functions, a batch for the eval-mode check, logits for top_k."""
     rng = np.random.default_rng(seed)
+    arrays = _image_arrays(rng)
+    files = _png_files(rng)
+    resize = _ints(rng, 64, 200)
+    # ex5: (logits, names, k) cases: the visible toy example, ImageNet-sized logits with
+    # medium / small / large spreads (above 88 a naive float32 exp overflows) and k = 5 (also
+    # as the default), 1, 10, and a small toy problem with k = C (probabilities sum to 1).
+    imagenet = list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])
+    c = _ints(rng, 5, 20)
+    arrays.update(_ex5_logits(rng, c))
+    values = {
+        "ex2/files": list(files),
+        "ex2/args": [[], [_ints(rng, 32, 160)]],
+        "ex3/files": list(files),
+        "ex3/photos": list(PHOTO_NAMES),
+        "ex3/args": [[], [resize, _ints(rng, 32, resize)], [80, 64]],
+        "ex5/cases": _ex5_cases(c),
+        "ex5/abcd": ["a", "b", "c", "d"],
+        "ex5/imagenet": imagenet,
+        "ex5/toy": [f"class_{int(i)}" for i in rng.permutation(10 * c)[:c]],
+    }
+    return ProbeSet(values=values, arrays=arrays, files=files)
 
-    def ints(low: int, high: int) -> int:
-        return int(rng.integers(low, high + 1))
 
+def _image_arrays(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Ex. 1: the visible test's mean colour and white batch, then seeded images in [0, 1]
+    (one a crop of a notebook photo); ex. 4: a batch for two passes of the model."""
     mean = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
     photo_name = str(rng.choice(PHOTO_NAMES))
-    arrays = {
-        # ex1: the visible test's mean colour and white batch, then seeded images in [0, 1]
+    return {
         "ex1/visible_mean": np.broadcast_to(mean, (3, 4, 5)).copy(),
         "ex1/visible_white": np.ones((2, 3, 4, 5), dtype=np.float32),
-        "ex1/image": rng.random((3, ints(4, 40), ints(4, 40)), dtype=np.float32),
-        "ex1/batch": rng.random((ints(2, 5), 3, ints(4, 30), ints(4, 30)), dtype=np.float32),
+        "ex1/image": rng.random((3, _ints(rng, 4, 40), _ints(rng, 4, 40)), dtype=np.float32),
+        "ex1/batch": rng.random(
+            (_ints(rng, 2, 5), 3, _ints(rng, 4, 30), _ints(rng, 4, 30)), dtype=np.float32
+        ),
         "ex1/photo": (
             _crop(rng, getattr(skimage.data, photo_name)(), 16, 80)
             .transpose(2, 0, 1)
             .astype(np.float32)
             / 255.0
         ),
-        # ex4: a batch for two passes of the model (VGG16 accepts 64x64 and more)
-        "ex4/images": rng.normal(size=(1, 3, ints(64, 96), ints(64, 96))).astype(np.float32),
+        # VGG16 accepts 64x64 and more
+        "ex4/images": rng.normal(size=(1, 3, _ints(rng, 64, 96), _ints(rng, 64, 96))).astype(
+            np.float32
+        ),
     }
-    # ex2 / ex3: crops of real photos (RGB and greyscale), random RGBA and RGB images, and the
-    # visible test's white greyscale and ImageNet-mean images
+
+
+def _png_files(rng: np.random.Generator) -> dict[str, bytes]:
+    """Ex. 2 / 3: PNG files in a seeded order: crops of real photos (RGB and greyscale),
+    random RGBA and RGB images, and the visible test's white greyscale and ImageNet-mean
+    images."""
     images = [
         Image.fromarray(_crop(rng, skimage.data.chelsea(), 80, 300)),
         Image.fromarray(_crop(rng, skimage.data.coffee(), 80, 300)),
         Image.fromarray(_crop(rng, skimage.data.camera(), 60, 200)),  # mode L
         Image.fromarray(
-            rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 4), dtype=np.uint8), mode="RGBA"
+            rng.integers(0, 256, size=(_ints(rng, 20, 80), _ints(rng, 20, 80), 4), dtype=np.uint8),
+            mode="RGBA",
         ),
         Image.fromarray(
-            rng.integers(0, 256, size=(ints(20, 80), ints(20, 80), 3), dtype=np.uint8), mode="RGB"
+            rng.integers(0, 256, size=(_ints(rng, 20, 80), _ints(rng, 20, 80), 3), dtype=np.uint8),
+            mode="RGB",
         ),
         Image.new("L", (40, 30), color=255),
         Image.new("RGB", (50, 20), color=tuple(round(255 * m) for m in IMAGENET_MEAN)),
     ]
     order = rng.permutation(len(images))
-    files = {
+    return {
         f"img{i}_{int(rng.integers(1 << 30))}.png": _png(images[j]) for i, j in enumerate(order)
     }
-    resize = ints(64, 200)
-    # ex5: (logits, names, k) cases: the visible toy example, ImageNet-sized logits with
-    # medium / small / large spreads (above 88 a naive float32 exp overflows) and k = 5 (also
-    # as the default), 1, 10, and a small toy problem with k = C (probabilities sum to 1).
-    imagenet = list(VGG16_Weights.IMAGENET1K_V1.meta["categories"])
-    c = ints(5, 20)
-    arrays["ex5/visible"] = np.log(np.asarray([1.0, 2.0, 3.0, 4.0], dtype=np.float32))
-    arrays["ex5/medium"] = _logits_without_ties(rng, 1000, 4.0, 5)
-    arrays["ex5/flat"] = _logits_without_ties(rng, 1000, 0.1, 10)
-    arrays["ex5/confident"] = _logits_without_ties(rng, 1000, 40.0, 5)
-    arrays["ex5/toy"] = _logits_without_ties(rng, c, 2.0, c - 1)
-    cases = [
+
+
+def _ex5_logits(rng: np.random.Generator, c: int) -> dict[str, np.ndarray]:
+    """Ex. 5: the visible example's logits, ImageNet-sized logits with medium, small and large
+    spreads, and the logits of a ``c``-class toy problem (top-k order free of ties)."""
+    return {
+        "ex5/visible": np.log(np.asarray([1.0, 2.0, 3.0, 4.0], dtype=np.float32)),
+        "ex5/medium": _logits_without_ties(rng, 1000, 4.0, 5),
+        "ex5/flat": _logits_without_ties(rng, 1000, 0.1, 10),
+        "ex5/confident": _logits_without_ties(rng, 1000, 40.0, 5),
+        "ex5/toy": _logits_without_ties(rng, c, 2.0, c - 1),
+    }
+
+
+def _ex5_cases(c: int) -> list[dict]:
+    """Ex. 5: the ``top_k`` calls, each naming its logits, its class names and its kwargs
+    (``k = c`` on the toy problem)."""
+    return [
         {"logits": "visible", "names": "ex5/abcd", "kwargs": {"k": 2}},
         {"logits": "medium", "names": "ex5/imagenet", "kwargs": {}},
         {"logits": "medium", "names": "ex5/imagenet", "kwargs": {"k": 1}},
@@ -211,18 +253,6 @@ def make_probes(seed: int, profile: str) -> ProbeSet:
         {"logits": "confident", "names": "ex5/imagenet", "kwargs": {"k": 5}},
         {"logits": "toy", "names": "ex5/toy", "kwargs": {"k": c}},
     ]
-    values = {
-        "ex2/files": list(files),
-        "ex2/args": [[], [ints(32, 160)]],
-        "ex3/files": list(files),
-        "ex3/photos": list(PHOTO_NAMES),
-        "ex3/args": [[], [resize, ints(32, resize)], [80, 64]],
-        "ex5/cases": cases,
-        "ex5/abcd": ["a", "b", "c", "d"],
-        "ex5/imagenet": imagenet,
-        "ex5/toy": [f"class_{int(i)}" for i in rng.permutation(10 * c)[:c]],
-    }
-    return ProbeSet(values=values, arrays=arrays, files=files)
 
 
 def reference_vgg16(context) -> nn.Module:

@@ -281,6 +281,17 @@ def _flag(evidence, key: str, what: str) -> bool:
 
 
 def judge_ex1_build_trunk(evidence, probes, context) -> None:
+    _judge_trunk_structure(evidence)
+    _judge_trunk_on_image(evidence, context)
+    networks = _networks(probes, context)
+    _judge_trunk_on_probes(evidence, probes, networks)
+    _judge_trunk_cuts(evidence, probes, networks)
+    if evidence.get("unknown", "build_trunk with an unknown output_layer") != "ValueError":
+        raise Failed("an output_layer that is not a child of the model must raise ValueError")
+
+
+def _judge_trunk_structure(evidence) -> None:
+    """Ex. 1: an ``nn.Sequential`` of the shared children, without fc, in eval mode."""
     if not _flag(evidence, "is_sequential", "isinstance(trunk, nn.Sequential)"):
         raise Failed("build_trunk must return an nn.Sequential")
     if not _flag(evidence, "layer4_shared", "trunk.layer4 is model.layer4"):
@@ -295,11 +306,18 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
         raise Failed("the trunk must reuse model's parameters, not copies")
     if _flag(evidence, "training", "trunk.training"):
         raise Failed("return the trunk in eval mode")
+
+
+def _judge_trunk_on_image(evidence, context) -> None:
+    """Ex. 1: ``feat_hard`` is layer4's output on the notebook's ``image_batch``."""
     model = _reference_model(context, context.profile)
     feat = evidence.array("feat_hard", "feat_hard", shape=(1, 512, 7, 7))
     if not _same_features(feat, layer4_features(model, _image_batch(context, context.profile))):
         raise Failed("feat_hard is not layer4's output on image_batch")
-    networks = _networks(probes, context)
+
+
+def _judge_trunk_on_probes(evidence, probes, networks: dict[str, nn.Module]) -> None:
+    """Ex. 1: ``build_trunk(network)`` on the probe batches equals layer4's output."""
     for key, network, probe in (
         ("probe_224", "model", "ex1/x224"),
         ("probe_160", "model", "ex1/x160"),
@@ -317,6 +335,11 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
                 f"build_trunk(network) differs from layer4's output {where} (check the "
                 "order of the children and that nothing is left out)"
             )
+
+
+def _judge_trunk_cuts(evidence, probes, networks: dict[str, nn.Module]) -> None:
+    """Ex. 1, ``output_layer``: the layer3 shape, then each cut point of the probes keeps the
+    named children up to it, shared, in eval mode, and outputs that stage's features."""
     shape3 = as_array(
         evidence.get("layer3_shape", 'build_trunk(model, output_layer="layer3")'),
         'build_trunk(model, output_layer="layer3")(image_batch).shape',
@@ -351,8 +374,6 @@ def judge_ex1_build_trunk(evidence, probes, context) -> None:
                 else ""
             )
             raise Failed(f"{what} differs from the output of {layer}{where}")
-    if evidence.get("unknown", "build_trunk with an unknown output_layer") != "ValueError":
-        raise Failed("an output_layer that is not a child of the model must raise ValueError")
 
 
 def judge_ex2_hook(evidence, probes, context) -> None:

@@ -8,7 +8,7 @@ import os
 import pickle
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -62,6 +62,16 @@ def resolve_amp(amp: bool | str | torch.dtype | None, device: torch.device) -> t
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float16 if device.type == "mps" else torch.bfloat16
+
+
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> Any:
+    """The autocast context of a run: ``amp_dtype`` when given, else autocast explicitly off
+    on CPU and CUDA (float32 even inside a caller's autocast block), else a no-op."""
+    if amp_dtype is not None:
+        return torch.autocast(device.type, dtype=amp_dtype)
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 def default_num_workers(dataset: Any, batch_size: int, device: torch.device) -> int:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from .profiles import downloads_allowed, get_profile
+from .profiles import Profile, downloads_allowed, get_profile
 
 RANDOM_INIT_SEED = 0
 # The command that fetches weights; it exists wherever the package is installed (pip too).
@@ -140,7 +141,7 @@ def _announce_random(name: str) -> None:
 
 def load_model(
     name: str,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     *,
     pretrained: bool = True,
 ) -> tuple[nn.Module, models.WeightsEnum, bool]:
@@ -183,10 +184,8 @@ def _checkpoint(weights: models.WeightsEnum, cached: bool) -> dict[str, torch.Te
     if not cached:
         return weights.get_state_dict(progress=True, check_hash=True)
     path = weights_cache_path(weights)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:  # a legacy (not zip) checkpoint: no mmap
-        return torch.load(path, map_location="cpu", weights_only=True)
+    mappable = zipfile.is_zipfile(path)  # torch's zip format (a legacy checkpoint is not)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mappable)
 
 
 def _with_weights(bspec: BackboneSpec, state_dict: dict[str, torch.Tensor]) -> nn.Module:

@@ -95,22 +95,20 @@ and mobilenet_v3_large 0.03-0.07 s. See :mod:`featurelab.cache` for the format a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, SequentialSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, SequentialSampler
 from torch.utils.data._utils.collate import default_collate
 
 from . import cache as _cache
 from . import fingerprint as _fingerprint
+from ._batches import _batches, _resized, _split_batch
 from ._log import get_logger, report
 from ._runtime import (
+    _autocast,
     _channels_last,
     _intra_op_threads,
     _is_tensor_dataset,
@@ -118,7 +116,6 @@ from ._runtime import (
     _on_device,
     _pick_device,
     _resize_size,
-    _single_threaded_torch,
     batchnorm_folded,
     default_decode_threads,
     default_num_workers,
@@ -147,46 +144,8 @@ _POOLS = ("avg", "max")
 
 
 # ---------------------------------------------------------------------------------------------
-# Batches
+# Model outputs, input shape, progress bar
 # ---------------------------------------------------------------------------------------------
-
-
-def _split_batch(batch: Any) -> tuple[torch.Tensor, Any]:
-    if isinstance(batch, (list, tuple)) and len(batch) == 2:
-        return batch[0], batch[1]
-    raise TypeError(
-        "extract needs a dataset whose items are (image, label) pairs; got a batch of type "
-        f"{type(batch).__name__}. Wrap bare image tensors as TensorDataset(images, labels)."
-    )
-
-
-def _tensor_batches(dataset: TensorDataset, batch_size: int) -> Iterator[tuple[Any, Any]]:
-    if len(dataset.tensors) != 2:
-        raise TypeError(
-            f"extract needs a TensorDataset(images, labels), this one holds "
-            f"{len(dataset.tensors)} tensor(s)"
-        )
-    images, labels = dataset.tensors
-    for start in range(0, len(images), batch_size):
-        yield images[start : start + batch_size], labels[start : start + batch_size]
-
-
-def _threaded_batches(dataset: Any, batch_size: int, threads: int) -> Iterator[Any]:
-    """Batches decoded by ``threads`` threads *between* forward passes, never during one.
-
-    PIL decoding and resizing and the tensor ops of the transforms release the GIL, so the
-    items of one batch decode in parallel on all cores; the pool is idle while the model
-    computes, so it never competes with the intra-op threads (see the module docstring).
-    """
-    size = len(dataset)
-    with ThreadPoolExecutor(
-        max_workers=threads,
-        thread_name_prefix="featurelab-decode",
-        initializer=_single_threaded_torch,
-    ) as pool:
-        for start in range(0, size, batch_size):
-            indices = range(start, min(size, start + batch_size))
-            yield default_collate(list(pool.map(dataset.__getitem__, indices)))
 
 
 def _single_output(output: Any) -> torch.Tensor:
@@ -283,21 +242,11 @@ def extract(
     folder), False (off) or a folder (see the module docstring). ``desc``: progress bar
     label. ``progress=False``: nothing is written to stdout or stderr.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
-    if pool not in (None, *_POOLS):
-        raise ValueError(f"pool must be None, 'avg' or 'max', not {pool!r}")
+    _check_args(model, batch_size, pool)
     resize_hw = _resize_size(resize)
     loader_given = isinstance(dataset, DataLoader)
     data = dataset.dataset if loader_given else dataset
-    try:
-        total: int | None = len(data)
-    except TypeError:
-        total = None
-    if total == 0:
-        raise ValueError("the dataset is empty: nothing to extract")
+    total = _length(data)
     target = _pick_device(model, device)
     amp_dtype = resolve_amp(amp, target)
 
@@ -316,13 +265,9 @@ def extract(
         if cache_dir is not None or shared_dir is not None:
             key = _cache_key(model, data, target, amp_dtype, resize_hw, pool)
             # The shared (read-only) cache first, then the read-write one.
-            hit = None if key is None else _cache.lookup(key, [shared_dir, cache_dir])
+            hit = _cache_hit(key, [shared_dir, cache_dir], desc, progress)
             if hit is not None:
-                what = desc or "features"
-                report(
-                    log, "%s: %d rows from the feature cache", what, len(hit[0]), progress=progress
-                )
-                return hit[0], hit[1]
+                return hit
         runner = model
         if fold_batchnorm and (total is None or total > 2 * batch_size):
             runner = batchnorm_folded(model)  # a copy, or the model itself
@@ -344,17 +289,30 @@ def extract(
                     progress=progress,
                 )
     if key is not None and cache_dir is not None:
-        info = {
-            "model": type(model).__name__,
-            "dataset": type(data).__name__,
-            "n": len(features),
-            "device": target.type,
-            "amp": str(amp_dtype) if amp_dtype else None,
-            "resize": list(resize_hw) if resize_hw else None,
-            "pool": pool,
-        }
+        info = _entry_info(model, data, len(features), target, amp_dtype, resize_hw, pool)
         _cache.store(cache_dir, key, features, labels, info)
     return features, labels
+
+
+def _check_args(model: nn.Module, batch_size: int, pool: str | None) -> None:
+    """Raise on a ``model`` that is not a module, a bad ``batch_size`` or an unknown ``pool``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
+    if pool not in (None, *_POOLS):
+        raise ValueError(f"pool must be None, 'avg' or 'max', not {pool!r}")
+
+
+def _length(data: Any) -> int | None:
+    """``len(data)``, None for a dataset without a length; error if it is empty."""
+    try:
+        total: int | None = len(data)
+    except TypeError:
+        total = None
+    if total == 0:
+        raise ValueError("the dataset is empty: nothing to extract")
+    return total
 
 
 def _cache_dirs(cache: bool | str | os.PathLike | None) -> tuple[Path | None, Path | None]:
@@ -411,6 +369,40 @@ def _cache_key(
     )
 
 
+def _cache_hit(
+    key: str | None, folders: list[Path | None], desc: str | None, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(features, labels)`` stored under ``key`` in the first of ``folders`` that holds
+    it, the hit reported through the logger; None on a miss."""
+    hit = None if key is None else _cache.lookup(key, folders)
+    if hit is None:
+        return None
+    what = desc or "features"
+    report(log, "%s: %d rows from the feature cache", what, len(hit[0]), progress=progress)
+    return hit[0], hit[1]
+
+
+def _entry_info(
+    model: nn.Module,
+    data: Any,
+    rows: int,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    resize: tuple[int, int] | None,
+    pool: str | None,
+) -> dict[str, Any]:
+    """What a new cache entry records about its run (shown by :func:`cache_info`; not the key)."""
+    return {
+        "model": type(model).__name__,
+        "dataset": type(data).__name__,
+        "n": rows,
+        "device": device.type,
+        "amp": str(amp_dtype) if amp_dtype else None,
+        "resize": list(resize) if resize else None,
+        "pool": pool,
+    }
+
+
 def _run(
     model: nn.Module,
     dataset: Any,
@@ -427,30 +419,17 @@ def _run(
     desc: str | None,
     progress: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if loader_given:
-        batches = dataset
-    elif _is_tensor_dataset(dataset):
-        batches = _tensor_batches(dataset, batch_size)
-    elif decode_threads > 1:
-        batches = _threaded_batches(dataset, batch_size, decode_threads)
-    else:
-        batches = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            persistent_workers=False,
-            prefetch_factor=4 if workers else None,
-        )
-    non_blocking = device.type == "cuda"
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype)
-        if amp_dtype is not None
-        else torch.autocast(device.type, enabled=False)
-        if device.type in ("cpu", "cuda")
-        else nullcontext()
+    """Run ``model`` over every batch: ``(features (N, *D) float32 on CPU, labels (N,))``."""
+    batches = _batches(
+        dataset,
+        loader_given=loader_given,
+        batch_size=batch_size,
+        device=device,
+        workers=workers,
+        decode_threads=decode_threads,
     )
+    non_blocking = device.type == "cuda"
+    autocast = _autocast(device, amp_dtype)
     bar = _progress_bar(progress, total, desc)
     features: torch.Tensor | None = None
     feature_chunks: list[torch.Tensor] = []
@@ -460,16 +439,7 @@ def _run(
         with torch.inference_mode():
             for batch in batches:
                 images, labels = _split_batch(batch)
-                images = images.to(device, non_blocking=non_blocking)
-                if resize is not None and tuple(images.shape[-2:]) != resize:
-                    shrinking = resize[0] < images.shape[-2] or resize[1] < images.shape[-1]
-                    images = F.interpolate(
-                        images.float(),
-                        size=resize,
-                        mode="bilinear",
-                        align_corners=False,
-                        antialias=shrinking,
-                    )
+                images = _resized(images.to(device, non_blocking=non_blocking), resize)
                 with autocast:
                     output = _single_output(model(images))
                 output = _pool(output.float(), pool)
@@ -488,6 +458,18 @@ def _run(
     finally:
         if bar is not None:
             bar.close()
+    return _assembled(features, feature_chunks, label_chunks, total, done)
+
+
+def _assembled(
+    features: torch.Tensor | None,
+    feature_chunks: list[torch.Tensor],
+    label_chunks: list[torch.Tensor],
+    total: int | None,
+    done: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``(features, labels)`` of a run: the preallocated rows actually filled (``done`` of
+    ``total``), or the chunks joined when the length was unknown; integer labels as int64."""
     if total is None:
         features = torch.cat(feature_chunks)
     elif done != total:

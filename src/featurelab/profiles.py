@@ -123,8 +123,13 @@ def downloads_allowed(default: bool) -> bool:
     return default if _downloads is None else _downloads
 
 
-def resolve_profile(requested: str | None = None) -> str:
-    """Return the profile name in force (see the module docstring for the order)."""
+def resolve_profile(requested: str | Profile | None = None) -> str:
+    """Return the profile name in force (see the module docstring for the order).
+
+    A :class:`Profile` value was resolved already (by :func:`get_profile`): its name is kept.
+    """
+    if isinstance(requested, Profile):
+        return requested.name
     from_env = os.environ.get(PROFILE_ENV, "").strip().lower()
     if from_env:
         name = from_env
@@ -166,6 +171,9 @@ class Profile:
     finetune_epochs: int | None = None
     loader_workers: bool = True
 
+    def __str__(self) -> str:
+        return self.name
+
     def per_class(self, dataset: str, split: str) -> int | None:
         """Images per class to keep for ``dataset``/``split`` (``None`` = all)."""
         return self.subsets.get(dataset, {}).get(split)
@@ -201,6 +209,13 @@ _PROFILES = {
 }
 
 
-def get_profile(requested: str | None = None) -> Profile:
-    """Resolve and return the :class:`Profile` in force."""
+def get_profile(requested: str | Profile | None = None) -> Profile:
+    """Resolve and return the :class:`Profile` in force.
+
+    Notebooks resolve their parameters cell's ``PROFILE`` once (``profile =
+    fl.profiles.get_profile(PROFILE)``) and pass that value down to the loaders and
+    ``load_model``, which return it as is; a name (or ``None``) is resolved here.
+    """
+    if isinstance(requested, Profile):
+        return requested
     return _PROFILES[resolve_profile(requested)]

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .._io import atomic_write_json
 from .._log import get_logger, report
+from ..profiles import Profile
 from .fixtures import fixtures_version
 from .prepare import _get_profile, locate
 from .registry import (
@@ -164,7 +165,7 @@ def stratified_split(
     return sorted(train), sorted(test)
 
 
-def _profile_subset(dataset, name: str, split: str, profile: str | None):
+def _profile_subset(dataset, name: str, split: str, profile: str | Profile | None):
     """``dataset`` reduced to the profile's stratified subset for ``name``/``split`` (if any)."""
     prof = _get_profile(profile)
     per_class = prof.per_class(name, split)
@@ -210,7 +211,7 @@ def _class_folders(folder: Path, classes: Sequence[str]) -> list[Path]:
 def load_scene15(
     split: str,
     transform: Callable | None = None,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     root: str | os.PathLike | None = None,
 ) -> ImageListDataset:
     """15 Scene ``split`` ("train": 1,500 images, "test": 2,985; 15 classes, alphabetical).
@@ -233,7 +234,7 @@ def load_scene15(
 def load_petimages(
     split: str,
     transform: Callable | None = None,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     root: str | os.PathLike | None = None,
     seed: int = 0,
     *,
@@ -271,7 +272,7 @@ def load_petimages(
 def load_cifar10(
     train: bool,
     transform: Callable | None = None,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     root: str | os.PathLike | None = None,
 ) -> CIFAR10Batches | torch.utils.data.Subset:
     """CIFAR-10 train (50,000) or test (10,000) images, 32x32 RGB, torchvision's ``CIFAR10``.

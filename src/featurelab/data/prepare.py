@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..profiles import Profile
 from .archives import extract_dataset, verify_archive
 from .download import download
 from .fixtures import ensure_fixtures
@@ -23,7 +24,7 @@ from .registry import (
 )
 
 
-def _get_profile(profile: str | None):
+def _get_profile(profile: str | Profile | None):
     """``featurelab.profiles.get_profile``, looked up on the ``featurelab.data`` package at each
     call: that package attribute stays the one place to substitute a profile (tests do)."""
     from . import get_profile
@@ -164,7 +165,7 @@ def _missing(spec: DatasetSpec, base: Path, folder: Path, extra: str = "") -> Da
 
 
 def dataset_dir(
-    name: str, profile: str | None = None, root: str | os.PathLike | None = None
+    name: str, profile: str | Profile | None = None, root: str | os.PathLike | None = None
 ) -> Path:
     """The folder of dataset ``name`` (e.g. ``.../15SceneData``) for ``profile``.
 
@@ -184,7 +185,7 @@ def dataset_dir(
     return folder
 
 
-def locate(name: str, profile: str | None, root: str | os.PathLike | None) -> Path:
+def locate(name: str, profile: str | Profile | None, root: str | os.PathLike | None) -> Path:
     """A loader's ``root``: the dataset folder itself, its parent, or else a data root."""
     spec = get_spec(name)
     if root is not None:

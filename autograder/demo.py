@@ -133,10 +133,7 @@ def demo(
     items: tuple[DemoSubmission, ...] = DEMO,
 ):
     """Run the demo (module docstring); returns ``(batch result, problems)``."""
-    from featurelab.data import data_root, ensure_fixtures
-
     from . import batch, gradebook, report
-    from .submissions import Submission
 
     course_root = Path(course_root).resolve()
     out = Path(out).resolve()
@@ -145,6 +142,32 @@ def demo(
     if missing:
         raise AutograderError(f"the demo needs {', '.join(missing)} in {course_root / 'solutions'}")
     started = time.monotonic()
+    work, submissions = _prepare(course_root, out, items)
+    print(f"[4/4] grading in the smoke profile with {jobs or os.cpu_count()} worker(s)...")
+    result = batch.grade_batch(
+        submissions,
+        out=out,
+        course_root=course_root,
+        jobs=jobs,
+        options=batch.Options(profile="smoke", timeout_cell=600),
+        progress=progress,
+        work_dir=work,
+    )
+    report.write_reports(result.records, out, course_root=course_root)
+    course = gradebook.write_course(result.records, out, course_root=course_root, work_dir=work)
+    problems = check_outcomes(result.records, items)
+    _print_summary(result, course, problems, out, started)
+    return result, problems
+
+
+def _prepare(course_root: Path, out: Path, items: tuple[DemoSubmission, ...]):
+    """Steps 1 to 3 of the demo: the fixture datasets, the release and gradebook, the
+    submissions; returns ``(work folder, submissions)``."""
+    from featurelab.data import data_root, ensure_fixtures
+
+    from . import batch
+    from .submissions import Submission
+
     fixtures = ensure_fixtures(data_root() / "fixtures")
     print(f"[1/4] fixture datasets: {', '.join(str(p) for p in fixtures.values())}")
     work = out / ".work"
@@ -162,19 +185,13 @@ def demo(
     print(f"[3/4] {len(submissions)} submissions in {folder}:")
     for item in items:
         print(f"      {item.student:6s} {item.assignment:24s} {item.description}")
-    print(f"[4/4] grading in the smoke profile with {jobs or os.cpu_count()} worker(s)...")
-    result = batch.grade_batch(
-        submissions,
-        out=out,
-        course_root=course_root,
-        jobs=jobs,
-        options=batch.Options(profile="smoke", timeout_cell=600),
-        progress=progress,
-        work_dir=work,
-    )
-    report.write_reports(result.records, out, course_root=course_root)
-    course = gradebook.write_course(result.records, out, course_root=course_root, work_dir=work)
-    problems = check_outcomes(result.records, items)
+    return work, submissions
+
+
+def _print_summary(result, course, problems: list[str], out: Path, started: float) -> None:
+    """The table of results, where the outputs are, and the verdict of the demo."""
+    from . import gradebook, report
+
     print()
     print(report.format_table(result.records))
     print()
@@ -192,7 +209,6 @@ def demo(
         else f"{len(problems)} unexpected outcome(s)"
     )
     print(f"demo done in {time.monotonic() - started:.0f} s: {verdict}")
-    return result, problems
 
 
 def main(*, out: Path, jobs: int | None, course_root: Path) -> int:

@@ -63,11 +63,9 @@ def _fmt(value: float | None) -> str:
     return f"{value:g}"
 
 
-def render(record, *, final: bool = False) -> str:
-    """The HTML page of one :class:`autograder.results.Record` (``final``: with the scores
-    given by hand, from ``export``: the total is then the whole score)."""
+def _cells_table(record) -> str:
+    """The table of graded cells: heading and grade id, points, outcome and message."""
     e = html.escape
-    assignment = record.assignment or "(unknown assignment)"
     rows = []
     for cell in record.cells:
         label = OUTCOME_LABEL.get(cell.outcome, cell.outcome)
@@ -83,8 +81,18 @@ def render(record, *, final: bool = False) -> str:
             )
             + "</td></tr>"
         )
-    manual_points = sum(c.points for c in record.cells if c.kind == "manual" and c.score is None)
-    notes = "".join(f"<div class='note'>{e(reason)}</div>" for reason in record.reasons)
+    return (
+        "<h2>Graded cells</h2><table><tr><th>exercise</th><th>points</th><th>result</th></tr>"
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else ""
+    )
+
+
+def _errors_table(record) -> str:
+    """The errors raised by the notebook's own cells (type and message), if any."""
+    e = html.escape
     errors = ""
     if record.code_errors:
         items = "".join(
@@ -96,13 +104,18 @@ def render(record, *, final: bool = False) -> str:
             "<h2>Errors raised by the notebook's cells</h2>"
             "<table><tr><th>cell</th><th>error</th></tr>" + items + "</table>"
         )
-    table = (
-        "<h2>Graded cells</h2><table><tr><th>exercise</th><th>points</th><th>result</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        if rows
-        else ""
-    )
+    return errors
+
+
+def render(record, *, final: bool = False) -> str:
+    """The HTML page of one :class:`autograder.results.Record` (``final``: with the scores
+    given by hand, from ``export``: the total is then the whole score)."""
+    e = html.escape
+    assignment = record.assignment or "(unknown assignment)"
+    table = _cells_table(record)
+    manual_points = sum(c.points for c in record.cells if c.kind == "manual" and c.score is None)
+    notes = "".join(f"<div class='note'>{e(reason)}</div>" for reason in record.reasons)
+    errors = _errors_table(record)
     pending = f" (+ {manual_points:g} point(s) to be graded by hand)" if manual_points else ""
     title = "Score" if final else "Automatic score"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

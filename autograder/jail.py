@@ -165,6 +165,27 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
     """The command line that runs ``argv`` inside the sandbox described by ``spec``."""
     if spec.insecure:
         return list(argv)
+    args = _namespace_args()
+    args += _system_binds()
+    args += _memory_filesystem_args()
+    args += _bind_args(spec)
+    args += [
+        "--bind",
+        str(spec.scratch),
+        SCRATCH,
+        "--chdir",
+        SCRATCH,
+        "--clearenv",
+    ]
+    for key, value in sorted(spec.env.items()):
+        args += ["--setenv", key, value]
+    args.append("--")
+    args += _privilege_args(spec)
+    return args + list(argv)
+
+
+def _namespace_args() -> list[str]:
+    """bubblewrap and its new namespaces (user namespace unless the grader is root)."""
     bwrap = shutil.which("bwrap") or "bwrap"
     args = [bwrap]
     if os.geteuid() != 0:
@@ -178,16 +199,26 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
         "--die-with-parent",
         "--new-session",
     ]
-    args += _system_binds()
+    return args
+
+
+def _memory_filesystem_args() -> list[str]:
+    """/proc, /dev, a capped /dev/shm and a capped /tmp."""
     # Memory filesystems are size-capped: tmpfs pages are memory that no process's RSS shows.
     # /dev is bubblewrap's own tmpfs (half the machine's memory, owned by the sandbox's user
     # when the grader is not root): read-only but for a capped /dev/shm (POSIX shared memory,
     # e.g. DataLoader workers); device nodes still work.
-    args += ["--proc", "/proc", "--dev", "/dev"]
+    args = ["--proc", "/proc", "--dev", "/dev"]
     args += ["--perms", "1777", "--size", str(SHM_SIZE_MB << 20), "--tmpfs", "/dev/shm"]
     args += ["--remount-ro", "/dev"]
     # /tmp before the binds: a checkout, a venv or data under /tmp are bound on top of it
     args += ["--perms", "1777", "--size", str(TMP_SIZE_MB << 20), "--tmpfs", "/tmp"]
+    return args
+
+
+def _bind_args(spec: JailSpec) -> list[str]:
+    """The read-only binds of ``spec`` and the runner, with the folders they need made first."""
+    args: list[str] = []
     binds = [*spec.ro_binds, (str(RUNNER_DIR), SANDBOX_RUNNER)]
     made = {"/usr", "/etc", "/bin", "/lib", "/lib64", "/sbin", "/lib32", "/tmp", "/proc", "/dev"}
     for _host, inside in binds:
@@ -198,29 +229,23 @@ def command(spec: JailSpec, argv: list[str]) -> list[str]:
     for host, inside in binds:
         if Path(host).exists():
             args += ["--ro-bind", host, inside]
-    args += [
-        "--bind",
-        str(spec.scratch),
-        SCRATCH,
-        "--chdir",
-        SCRATCH,
-        "--clearenv",
-    ]
-    for key, value in sorted(spec.env.items()):
-        args += ["--setenv", key, value]
-    args.append("--")
+    return args
+
+
+def _privilege_args(spec: JailSpec) -> list[str]:
+    """``setpriv`` to the sandbox's user without capabilities (nothing when ``spec.uid`` is None)."""
     uid = spec.uid
-    if uid is not None:
-        args += [
-            shutil.which("setpriv") or "setpriv",
-            f"--reuid={uid}",
-            f"--regid={uid}",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-            "--no-new-privs",
-        ]
-    return args + list(argv)
+    if uid is None:
+        return []
+    return [
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+    ]
 
 
 def prepare_scratch(spec: JailSpec) -> None:

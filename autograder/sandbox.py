@@ -297,16 +297,31 @@ class Worker:
         self, request: dict, *, limits: Limits, cancel: threading.Event | None = None
     ) -> tuple[Outcome, dict | None]:
         """Send ``request``; returns the outcome and the worker's reply (None if it died)."""
-        import json
-        import select
-
         if not self.alive():
             self.start()
         started = time.monotonic()
+        root = self._send(request)
+        self.requests += 1
+        reply, killed, peak = self._supervise(root, limits, cancel, started)
+        self._settle(root, killed, reply)
+        if reply is None:
+            returncode = 1
+        else:
+            returncode = 0 if reply.get("success") else 1
+        outcome = Outcome(
+            returncode=returncode,
+            killed=killed,
+            seconds=time.monotonic() - started,
+            peak_rss_mb=peak,
+        )
+        return outcome, reply
+
+    def _send(self, request: dict) -> psutil.Process:
+        """Write ``request`` to the worker (a worker that died while idle is replaced, once);
+        returns the worker's process, the root of the tree to supervise."""
+        import json
+
         root = psutil.Process(self.process.pid)
-        peak = 0.0
-        killed = None
-        reply = None
         try:
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
@@ -316,7 +331,23 @@ class Worker:
             root = psutil.Process(self.process.pid)
             self.process.stdin.write((json.dumps(request) + "\n").encode())
             self.process.stdin.flush()
-        self.requests += 1
+        return root
+
+    def _supervise(
+        self,
+        root: psutil.Process,
+        limits: Limits,
+        cancel: threading.Event | None,
+        started: float,
+    ) -> tuple[dict | None, str | None, float]:
+        """Wait for the reply while watching the tree's RSS, the wall clock, cancellation and
+        disk use; returns ``(reply or None, the limit reached or None, peak RSS in MB)``."""
+        import json
+        import select
+
+        peak = 0.0
+        killed = None
+        reply = None
         stdout = self.process.stdout
         next_disk_check = started + limits.disk_poll_s
         while True:
@@ -339,6 +370,11 @@ class Worker:
                         killed = "disk"
             if killed:
                 break
+        return reply, killed, peak
+
+    def _settle(self, root: psutil.Process, killed: str | None, reply: dict | None) -> None:
+        """After a request: kill the whole tree over a limit or without a reply; else kill
+        what it left behind, and retire a worker past ``max_requests`` or ``max_own_rss_mb``."""
         if killed or reply is None:
             self.kill()
         else:
@@ -349,14 +385,3 @@ class Worker:
                 own = 0.0
             if self.requests >= self.max_requests or own > self.max_own_rss_mb:
                 self.close()
-        if reply is None:
-            returncode = 1
-        else:
-            returncode = 0 if reply.get("success") else 1
-        outcome = Outcome(
-            returncode=returncode,
-            killed=killed,
-            seconds=time.monotonic() - started,
-            peak_rss_mb=peak,
-        )
-        return outcome, reply

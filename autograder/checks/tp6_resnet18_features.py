@@ -5,9 +5,10 @@ The reference features are computed by running a ResNet's top-level children in 
 reference never depends on the student package. Inner nodes
 (e.g. ``layer4.1.conv1``) are read with a forward hook of the reference's own.
 
-Grading: the notebook's hidden regions are evidence collectors; ``make_probes`` and ``JUDGES``
-(at the end of this module) run in the trusted judge, outside the sandbox, on a ResNet-18 of
-their own with the notebook's weights (see the "Judges" section).
+Grading: the notebook's hidden regions are evidence collectors; ``make_probes`` (written in
+``tp6_probes.py``, imported here) and ``JUDGES`` (at the end of this module) run in the
+trusted judge, outside the sandbox, on a ResNet-18 of their own with the notebook's weights
+(see the "Judges" section).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 from torch import nn
 
 from autograder.checks import reference_network
-from autograder.judge import Failed, ProbeSet, as_array, check_value
+from autograder.checks.tp6_probes import make_probes  # noqa: F401 - the judge module's
+from autograder.judge import Failed, as_array, check_value
 
 RESNET18_PARAMS = 11_689_512
 RESNET18_FC_PARAMS = 513_000  # Linear(512, 1000): 512 * 1000 + 1000
@@ -117,8 +119,8 @@ def most_active_channels(maps: torch.Tensor, k: int) -> torch.Tensor:
 # Judges (run outside the sandbox; see autograder/judge.py and docs/JUDGE.md)
 #
 # The hidden regions of the notebook are collectors: they call the student's functions on the
-# probes below (seeded per grading run) and record the results. The references run here, on
-# a ResNet-18 of our own built by ``featurelab.backbones.load_model("resnet18", profile)``: the
+# probes (tp6_probes.py, seeded per grading run) and record the results. The references run
+# here, on a ResNet-18 of our own built by ``featurelab.backbones.load_model("resnet18", profile)``: the
 # same weights as the notebook's model in every profile (pretrained, or the seeded random
 # initialisation of the smoke profile). The "other" network is that model with batch-norm
 # statistics and affine parameters drawn from the run's seed (far from the identity), sent in
@@ -128,100 +130,6 @@ def most_active_channels(maps: torch.Tensor, k: int) -> torch.Tensor:
 # The three ways run on different processes (thread counts) here and in the sandbox: compare
 # relative to the largest value of the reference (random-initialised features are tiny).
 JUDGE_RTOL = 1e-4
-# Graph nodes that run once per forward pass (a block's ReLU module runs twice): candidates
-# for the extra node of Exercises 2 and 3. No block's bn1/bn2: their output is modified in place
-# later in the block (``relu(inplace=True)``, ``out += identity``), so a correct hook that keeps
-# the output without cloning it (as Exercise 2 asks) would not see the node's output.
-_EXTRA_NODES = (
-    "maxpool",
-    "layer1.0.conv1",
-    "layer1.1",
-    "layer2.0.conv2",
-    "layer2.1.conv2",
-    "layer3.0.downsample.0",
-    "layer3.1.conv1",
-    "layer4.0",
-    "layer4.1.conv1",
-)
-_BN_NAMES: list[tuple[str, int]] = []
-# Cut points of Exercise 1 before layer4 (``ex1/cases``: one of these on "model", then layer2 or
-# layer3 on "other").
-_EARLY_CUTS = ("relu", "maxpool", "layer1", "layer2", "layer3")
-
-
-def _bn_layers() -> list[tuple[str, int]]:
-    """``(qualified name, channels)`` of ResNet-18's batch norms, in module order."""
-    if not _BN_NAMES:
-        import torchvision
-
-        with torch.device("meta"):
-            net = torchvision.models.resnet18(weights=None)
-        _BN_NAMES.extend(
-            (name, m.num_features)
-            for name, m in net.named_modules()
-            if isinstance(m, nn.BatchNorm2d)
-        )
-    return _BN_NAMES
-
-
-def make_probes(seed: int, profile: str):
-    """Probe batches, the "other" network's batch-norm state, nodes, and Ex. 4/5 inputs."""
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    arrays = {
-        "ex1/x224": torch.randn(2, 3, 224, 224, generator=generator),
-        "ex1/x160": torch.randn(1, 3, 160, 160, generator=generator),
-        "probe/x": torch.randn(1, 3, 128, 128, generator=generator),  # cheap: 5 cases in Ex. 2/3
-    }
-    for name, n in _bn_layers():
-        arrays[f"bn/{name}.running_mean"] = torch.randn(n, generator=generator) * 0.5
-        arrays[f"bn/{name}.running_var"] = torch.rand(n, generator=generator) + 0.5
-        arrays[f"bn/{name}.weight"] = torch.randn(n, generator=generator)
-        arrays[f"bn/{name}.bias"] = torch.randn(n, generator=generator) * 0.5
-    # Exercise 4: equal-shape pairs, one with a single negative difference, one of opposites.
-    shape = tuple(int(v) for v in rng.integers(2, 6, size=3))
-    a = torch.randn(*shape, generator=generator)
-    b = a.clone()
-    b[tuple(int(rng.integers(0, s)) for s in shape)] -= float(rng.uniform(0.5, 2.0))
-    c = torch.randn(int(rng.integers(3, 9)), generator=generator)
-    pairs = [(a, b), (b, a), (c, c.clone()), (c, -c)]
-    for i, (x, y) in enumerate(pairs):
-        arrays[f"ex4/a{i}"], arrays[f"ex4/b{i}"] = x, y
-    # Exercise 5: post-ReLU-like maps, maps with negative means (|mean| ranks them wrongly),
-    # and a k equal to the number of channels. Continuous values: the means are distinct.
-    channels = int(rng.integers(8, 16))
-    maps = [
-        (torch.rand(512, 7, 7, generator=generator), 64),
-        (torch.randn(channels, 4, 6, generator=generator) - 0.2, int(rng.integers(2, 6))),
-        (torch.rand(6, 2, 2, generator=generator), 6),
-    ]
-    for i, (m, _) in enumerate(maps):
-        arrays[f"ex5/maps{i}"] = m
-    extra2, extra3 = rng.choice(len(_EXTRA_NODES), size=2, replace=False)
-    # Exercise 1, output_layer: two cut points before layer4 (one on the "other" network) and a
-    # name that is not a top-level child (an inner module's qualified name, or no module at all).
-    early, middle = rng.choice(_EARLY_CUTS), rng.choice(["layer2", "layer3"])
-    values = {
-        "ex1/cases": [["model", str(early)], ["other", str(middle)]],
-        "ex1/unknown": str(rng.choice(["layer5", "layer3.1", "head", "layer4.0.conv1"])),
-        "ex2/cases": [
-            ["model", "layer4"],
-            ["model", "layer3"],
-            ["model", "layer1"],
-            ["model", _EXTRA_NODES[extra2]],
-            ["other", "layer4"],
-        ],
-        "ex3/cases": [
-            ["model", "layer4"],
-            ["model", "layer2"],
-            ["model", "layer3.1.conv2"],
-            ["model", _EXTRA_NODES[extra3]],
-            ["other", "layer4"],
-        ],
-        "ex4/pairs": len(pairs),
-        "ex5/k": [k for _, k in maps],
-    }
-    return ProbeSet(values=values, arrays={k: v.numpy() for k, v in arrays.items()})
 
 
 def _reference_model(context, profile: str) -> nn.Module:

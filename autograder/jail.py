@@ -145,6 +145,20 @@ def python_binds() -> list[tuple[str, str]]:
     return binds
 
 
+def python_path() -> str | None:
+    """The folder the grader imports ``featurelab`` from, when it is not in the environment's
+    site-packages (an editable install, or the checkout's ``src`` the grader runs from): the
+    sandbox's ``PYTHONPATH``, so the kernel imports the very package the grader bound, hashed
+    into its resume key and judges with. Without it a venv installed from another checkout
+    points the kernel at a folder the sandbox does not see (``No module named 'featurelab'``
+    in every notebook)."""
+    import featurelab
+
+    folder = Path(featurelab.__file__).resolve().parent.parent
+    inside_env = Path(sys.prefix).resolve() in folder.parents
+    return None if inside_env else str(folder)
+
+
 def _parents(path: str) -> list[str]:
     parts = Path(path).parts
     return [str(Path(*parts[: i + 1])) for i in range(1, len(parts) - 1)]

@@ -102,6 +102,9 @@ def _sandbox_env(settings: dict, paths: dict[str, str]) -> dict[str, str]:
     if "shared_cache" in paths:
         env["FEATURELAB_SHARED_CACHE"] = paths["shared_cache"]
     env["TORCH_HOME"] = paths.get("torch_home", f"{root}/home/.cache/torch")
+    package_folder = jail.python_path()
+    if package_folder:
+        env["PYTHONPATH"] = package_folder
     return env
 
 

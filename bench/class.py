@@ -150,6 +150,13 @@ def run_phase(work: Path, subs, kind_of, assignments, executor: str, phase: str)
         for r in result.records
     ]
     ran = [row["seconds"] for row in rows if row["status"] != "invalid"]
+    # Complete submissions must keep their points (but the accuracy thresholds, which random
+    # stand-in weights miss): a run where they score nothing measured failing setup cells.
+    complete = [
+        row["score"] / row["max_score"]
+        for row in rows
+        if row["kind"] == "complete" and row["max_score"]
+    ]
     summary = {
         "executor": executor,
         "phase": phase,
@@ -160,13 +167,21 @@ def run_phase(work: Path, subs, kind_of, assignments, executor: str, phase: str)
         "median_s": round(statistics.median(ran), 1) if ran else None,
         "p95_s": round(percentile(ran, 0.95), 1) if ran else None,
         "load_before": round(load, 2),
+        "complete_score": round(statistics.median(complete), 2) if complete else None,
     }
     print(
         f"{executor:5s} {phase:4s} {summary['notebooks']:4d} nb  wall {wall:7.1f} s  "
         f"{summary['notebooks_per_min']:6.2f} nb/min  median {summary['median_s']} s  "
-        f"p95 {summary['p95_s']} s  (load {load:.1f})",
+        f"p95 {summary['p95_s']} s  complete scored {summary['complete_score']}  "
+        f"(load {load:.1f})",
         flush=True,
     )
+    if complete and max(complete) == 0:
+        print(
+            "WARNING: every complete submission scored 0: the notebooks failed (is featurelab "
+            "importable in the sandbox? run from the checkout the venv was installed from)",
+            flush=True,
+        )
     return {"summary": summary, "rows": rows}
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +207,40 @@ print(json.dumps(report))
     if os.geteuid() == 0:
         assert report["uid"] == spec.uid != 0
     assert (scratch / "written").read_text() == "ok"
+
+
+@pytest.mark.skipif(jail.unavailable_reason() is not None, reason="no OS sandbox here")
+def test_the_kernel_imports_the_featurelab_the_grader_bound(tmp_path):
+    """The sandbox's PYTHONPATH is the folder the grader imported featurelab from: found there
+    even without the environment's own import hooks (``-S``: no site-packages, no editable-
+    install finder, as when the venv was installed from another checkout)."""
+    import featurelab
+    from autograder.judged_execute import _sandbox_env
+
+    folder = jail.python_path()
+    if folder is None:
+        pytest.skip("featurelab is installed in site-packages here: nothing to add")
+    env = _sandbox_env({"threads": 1}, {"scratch": jail.SCRATCH})
+    assert env["PYTHONPATH"] == folder
+    code = "import importlib.util as u; s = u.find_spec('featurelab'); print(s and s.origin)"
+    found = {}
+    for name, extra in (("without", {}), ("with", {"PYTHONPATH": env["PYTHONPATH"]})):
+        spec = jail.JailSpec(
+            scratch=tmp_path / name,
+            ro_binds=tuple(jail.python_binds()),
+            env={"HOME": "/scratch", "PATH": "/usr/bin:/bin", **extra},
+        )
+        jail.prepare_scratch(spec)
+        done = subprocess.run(
+            jail.command(spec, [sys.executable, "-S", "-c", code]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=jail.preexec(spec),
+        )
+        assert done.returncode == 0, done.stderr
+        found[name] = done.stdout.strip()
+    assert found == {"without": "None", "with": str(Path(featurelab.__file__).resolve())}
 
 
 def test_only_valid_entries_of_a_trusted_run_reach_the_shared_cache(tmp_path):

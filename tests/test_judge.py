@@ -222,7 +222,13 @@ def test_the_kernel_imports_the_featurelab_the_grader_bound(tmp_path):
         pytest.skip("featurelab is installed in site-packages here: nothing to add")
     env = _sandbox_env({"threads": 1}, {"scratch": jail.SCRATCH})
     assert env["PYTHONPATH"] == folder
-    code = "import importlib.util as u; s = u.find_spec('featurelab'); print(s and s.origin)"
+    # a module planted on that path (sitecustomize runs in every later Python process) is refused
+    plant = f"{folder}/sitecustomize.py"
+    code = (
+        "import importlib.util as u\n"
+        f"try:\n    open({plant!r}, 'w').write('x = 1')\nexcept OSError:\n    pass\n"
+        "s = u.find_spec('featurelab'); print(s and s.origin)"
+    )
     found = {}
     for name, extra in (("without", {}), ("with", {"PYTHONPATH": env["PYTHONPATH"]})):
         spec = jail.JailSpec(
@@ -241,6 +247,7 @@ def test_the_kernel_imports_the_featurelab_the_grader_bound(tmp_path):
         assert done.returncode == 0, done.stderr
         found[name] = done.stdout.strip()
     assert found == {"without": "None", "with": str(Path(featurelab.__file__).resolve())}
+    assert not Path(plant).exists()
 
 
 def test_only_valid_entries_of_a_trusted_run_reach_the_shared_cache(tmp_path):
